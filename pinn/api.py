@@ -1,0 +1,36 @@
+"""Python entry points for notebooks and scripts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Tuple, Union
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from pinn.checkpoint import load_checkpoint
+from pinn.config import TrainConfig
+from pinn.nn import build_model
+from pinn.paths import RunPaths
+from pinn.pdes import build_pde
+
+
+def load_run(run_dir: Union[str, Path]) -> Tuple[nn.Module, DictConfig]:
+    """Reload a trained run.
+
+    Args:
+        run_dir: a run folder written by ``python -m pinn.train``.
+
+    Returns:
+        (model, cfg): the network in predict (inference) mode, called as ``model(xt)`` on an
+        (N, 2) tensor of columns (x, t) in the run's precision, and the run's config.
+    """
+    paths = RunPaths(Path(run_dir))
+    ckpt = load_checkpoint(paths.last_checkpoint)
+    # The checkpoint carries the resolved config; merging onto the schema restores its types.
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig),
+                          OmegaConf.create(ckpt.config_yaml))
+    pde = build_pde(cfg.pde)
+    model = build_model(cfg, pde.n_out)
+    model.load_state_dict(ckpt.model)
+    model.eval()
+    return model, cfg

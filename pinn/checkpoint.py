@@ -1,0 +1,85 @@
+"""Checkpoints: one dataclass, written atomically, loaded without running pickled code."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to reload a model and, later, to resume training.
+
+    Every field holds tensors, numbers, strings, lists or dicts of them, so that
+    ``torch.load(weights_only=True)`` can read it.
+    """
+
+    model: Dict[str, torch.Tensor]
+    step: int
+    stage: str  # "adam" or "lbfgs"
+    config_yaml: str
+    optimizer: Optional[Dict[str, Any]] = None
+    scheduler: Optional[Dict[str, Any]] = None
+    sampler: Optional[Dict[str, Any]] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename over ``path``: a
+    reader sees the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(ckpt: Checkpoint, path: Path) -> None:
+    _atomic_write(Path(path), lambda f: torch.save(asdict(ckpt), f))
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Atomic JSON write (metrics files)."""
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint with ``weights_only=True``: pickled code in a crafted file is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign or malicious files all land here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read safely: {first}") from None
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} is not a pinn checkpoint "
+                              f"(format_version {FORMAT_VERSION} expected)")
+    known = set(Checkpoint.__dataclass_fields__)
+    return Checkpoint(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,224 @@
+"""Structured config schema.
+
+Each config group in ``configs/`` has a dataclass here. The dataclasses are stored in Hydra's
+ConfigStore as the base of each group's YAML files, so a misspelt key (``model.widht=3``), a wrong
+type (``model.width=abc``) or a value outside an enum (``model.activation=relu6``) fails at
+composition time with a message naming the key and what is allowed.
+
+Range checks that a type cannot express (``model.width > 0``, an empty domain, ...) live in
+:func:`validate`, which the entry points call before anything is written.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+
+def _find_config_dir() -> Path:
+    """configs/ beside the package (checkout, editable install) or pinn/conf (installed wheel)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no train.yaml in {here / 'conf'} or {here.parent / 'configs'}")
+
+
+CONFIG_DIR = _find_config_dir()
+
+
+class Activation(str, Enum):
+    tanh = "tanh"
+    gelu = "gelu"
+    sin = "sin"
+    silu = "silu"
+
+
+class Norm(str, Enum):
+    none = "none"
+    batch = "batch"
+
+
+class BNMode(str, Enum):
+    batch = "batch"  # batch statistics, differentiated through (PyTorch train())
+    detached = "detached"  # batch statistics as constants in every derivative
+    frozen = "frozen"  # stored population statistics as constants (PyTorch eval())
+
+
+class Precision(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class SamplerKind(str, Enum):
+    uniform = "uniform"
+    sobol = "sobol"
+
+
+class Scheduler(str, Enum):
+    none = "none"
+    exponential = "exponential"
+    cosine = "cosine"
+
+
+@dataclass
+class ModelConfig:
+    """MLP on (x, t): ``depth`` hidden blocks of [Linear(width), norm, activation]."""
+
+    depth: int = 4
+    width: int = 32
+    activation: Activation = Activation.tanh
+    norm: Norm = Norm.none
+
+
+@dataclass
+class BNConfig:
+    """Batch-normalization semantics; used when ``model.norm=batch``."""
+
+    mode: BNMode = BNMode.detached
+    # Running-statistics update factor; null means a cumulative (equal-weight) average.
+    momentum: Optional[float] = 0.1
+    eps: float = 1e-5
+    # Step at which the network switches to frozen statistics (after an exact calibration).
+    freeze_at: Optional[int] = None
+    allow_coupled_derivatives: bool = False
+
+
+@dataclass
+class PDEConfig:
+    """One problem: its registry name, domain, parameters and evaluation grid."""
+
+    name: str = MISSING
+    x_min: float = -1.0
+    x_max: float = 1.0
+    t_min: float = 0.0
+    t_max: float = 1.0
+    params: Dict[str, float] = field(default_factory=dict)
+    # Grid on which the relative L2 error against the reference is measured.
+    eval_nx: int = 256
+    eval_nt: int = 101
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    scheduler: Scheduler = Scheduler.exponential
+    # exponential: lr * decay_rate ** (step / decay_steps); cosine: to lr * min_lr_ratio at the end.
+    decay_rate: float = 0.9
+    decay_steps: int = 1000
+    min_lr_ratio: float = 0.01
+    lbfgs_lr: float = 1.0
+    lbfgs_history: int = 50
+
+
+@dataclass
+class SamplerConfig:
+    kind: SamplerKind = SamplerKind.sobol
+    n_interior: int = 2000
+    n_initial: int = 200
+    n_boundary: int = 200
+    # Draw fresh points every this many steps; 0 keeps the first draw for the whole run.
+    resample_every: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 2000  # Adam steps
+    lbfgs_steps: int = 0  # L-BFGS iterations after Adam
+    log_every: int = 10
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    progress: bool = True
+    # torch intra-op threads; null leaves torch's default.
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class LossConfig:
+    # Weights of the mean-square terms, keyed like the loss dict and the TensorBoard tags.
+    weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 1.0, "bc": 1.0})
+
+
+@dataclass
+class LogConfig:
+    tensorboard: bool = True
+    figures: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pde: PDEConfig = field(default_factory=PDEConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    bn: BNConfig = field(default_factory=BNConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    precision: Precision = Precision.float32
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Store the schema so YAML files can name it in their defaults list."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A config value that is well-typed but out of range; the message names the key."""
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks that the schema types cannot express.
+
+    Raises:
+        ConfigError: one line naming the key, the value and what is allowed.
+    """
+    m, s, t, o, p, b = cfg.model, cfg.sampler, cfg.trainer, cfg.optim, cfg.pde, cfg.bn
+    _require(m.depth >= 1, "model.depth", m.depth, "an integer >= 1")
+    _require(m.width >= 1, "model.width", m.width, "an integer >= 1")
+    _require(s.n_interior >= 1, "sampler.n_interior", s.n_interior, "an integer >= 1")
+    _require(s.n_initial >= 1, "sampler.n_initial", s.n_initial, "an integer >= 1")
+    _require(s.n_boundary >= 0, "sampler.n_boundary", s.n_boundary, "an integer >= 0")
+    _require(s.resample_every >= 0, "sampler.resample_every", s.resample_every, "an integer >= 0")
+    _require(t.steps >= 0, "trainer.steps", t.steps, "an integer >= 0")
+    _require(t.lbfgs_steps >= 0, "trainer.lbfgs_steps", t.lbfgs_steps, "an integer >= 0")
+    for key in ("log_every", "eval_every", "checkpoint_every"):
+        _require(t[key] >= 1, f"trainer.{key}", t[key], "an integer >= 1")
+    _require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads,
+             "null or an integer >= 1")
+    _require(math.isfinite(o.lr) and o.lr > 0, "optim.lr", o.lr, "a finite number > 0")
+    _require(o.lbfgs_lr > 0, "optim.lbfgs_lr", o.lbfgs_lr, "a number > 0")
+    _require(o.decay_steps >= 1, "optim.decay_steps", o.decay_steps, "an integer >= 1")
+    _require(0 < o.decay_rate <= 1, "optim.decay_rate", o.decay_rate, "a number in (0, 1]")
+    _require(len(o.betas) == 2 and all(0 <= v < 1 for v in o.betas), "optim.betas",
+             list(o.betas), "two numbers in [0, 1)")
+    _require(p.x_max > p.x_min, "pde.x_max", p.x_max, f"a number > pde.x_min={p.x_min}")
+    _require(p.t_max > p.t_min, "pde.t_max", p.t_max, f"a number > pde.t_min={p.t_min}")
+    _require(p.eval_nx >= 2 and p.eval_nt >= 2, "pde.eval_nx/eval_nt", (p.eval_nx, p.eval_nt),
+             "integers >= 2")
+    for name, w in cfg.loss.weights.items():
+        _require(name in ("res", "ic", "bc"), f"loss.weights.{name}", w, "keys res, ic, bc")
+        _require(w >= 0, f"loss.weights.{name}", w, "a number >= 0")
+    _require(b.momentum is None or 0 < b.momentum <= 1, "bn.momentum", b.momentum,
+             "null (cumulative average) or a number in (0, 1]")
+    _require(b.eps > 0, "bn.eps", b.eps, "a number > 0")
+    _require(b.freeze_at is None or b.freeze_at >= 0, "bn.freeze_at", b.freeze_at,
+             "null or an integer >= 0")
+
+
+def choice(value: Any) -> str:
+    """The plain string of an enum-typed config value (``Activation.tanh`` -> ``"tanh"``)."""
+    return value.value if isinstance(value, Enum) else str(value)

@@ -1,0 +1,54 @@
+"""Prediction on a dense (x, t) grid and errors against the problem's reference."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from pinn.pdes.base import PDE
+from pinn.reference.metrics import max_abs, relative_l2
+
+
+@dataclass
+class EvalGrid:
+    """x (Nx,), t (Nt,) and the reference (Nt, Nx, n_out), or None when the problem has none."""
+
+    x: np.ndarray
+    t: np.ndarray
+    reference: Optional[np.ndarray]
+
+
+def make_eval_grid(pde: PDE, nx: int, nt: int) -> EvalGrid:
+    """The evaluation grid of a problem; the reference is computed once, here."""
+    x = np.linspace(pde.x_min, pde.x_max, nx)
+    t = np.linspace(pde.t_min, pde.t_max, nt)
+    return EvalGrid(x, t, pde.reference(x, t))
+
+
+@torch.no_grad()
+def predict_grid(model: nn.Module, grid: EvalGrid, chunk: int = 65536) -> np.ndarray:
+    """The network in predict mode (``eval()``, frozen statistics) on the grid: (Nt, Nx, n_out)."""
+    was_training = model.training
+    model.eval()
+    try:
+        dtype = next(model.parameters()).dtype
+        X, T = np.meshgrid(grid.x, grid.t)  # (Nt, Nx)
+        xt = torch.as_tensor(np.stack([X.ravel(), T.ravel()], axis=1), dtype=dtype)
+        out = torch.cat([model(xt[i : i + chunk]) for i in range(0, xt.shape[0], chunk)])
+    finally:
+        model.train(was_training)
+    return out.double().numpy().reshape(len(grid.t), len(grid.x), -1)
+
+
+def grid_errors(pred: np.ndarray, grid: EvalGrid, outputs) -> Dict[str, float]:
+    """Relative L2 and max-abs error per output, keyed ``l2_rel/<name>``, ``max_abs/<name>``."""
+    if grid.reference is None:
+        return {}
+    errs = {}
+    for k, name in enumerate(outputs):
+        errs[f"l2_rel/{name}"] = relative_l2(pred[..., k], grid.reference[..., k])
+        errs[f"max_abs/{name}"] = max_abs(pred[..., k], grid.reference[..., k])
+    return errs

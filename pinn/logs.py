@@ -1,0 +1,107 @@
+"""Where a run reports: TensorBoard, figures, the progress bar and metrics.json."""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from pinn.checkpoint import write_json
+from pinn.paths import RunPaths
+
+
+def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
+                      ref: Optional[np.ndarray], name: str = "u"):
+    """Prediction, reference and absolute error over (x, t) for one output: arrays (Nt, Nx).
+
+    Returns a matplotlib Figure (Agg backend; the caller closes it).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(f"prediction {name}(x, t)", pred, "viridis")]
+    if ref is not None:
+        panels += [(f"reference {name}(x, t)", ref, "viridis"),
+                   (f"|error| of {name}", np.abs(pred - ref), "magma")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6),
+                             constrained_layout=True, squeeze=False)
+    extent = (t[0], t[-1], x[0], x[-1])
+    vmin = min(float(p.min()) for _, p, c in panels if c == "viridis")
+    vmax = max(float(p.max()) for _, p, c in panels if c == "viridis")
+    for ax, (title, data, cmap) in zip(axes[0], panels):
+        lim = {"vmin": vmin, "vmax": vmax} if cmap == "viridis" else {}
+        im = ax.imshow(data.T, origin="lower", aspect="auto", extent=extent, cmap=cmap, **lim)
+        ax.set_title(title)
+        ax.set_xlabel("t")
+        ax.set_ylabel("x")
+        fig.colorbar(im, ax=ax)
+    return fig
+
+
+def flat_hparams(cfg: Mapping, prefix: str = "") -> Dict[str, object]:
+    """Config leaves as {dotted.key: int|float|str|bool} for TensorBoard's HParams tab."""
+    out: Dict[str, object] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_hparams(v, key + "."))
+        elif isinstance(v, (bool, int, float, str)):
+            out[key] = v
+        elif v is None:
+            out[key] = "null"
+        else:
+            out[key] = str(v)
+    return out
+
+
+class RunLogger:
+    """TensorBoard scalars and figures, a progress bar, and the final metrics of one run."""
+
+    def __init__(self, paths: RunPaths, tensorboard: bool = True, progress: bool = True,
+                 total_steps: int = 0):
+        self.paths = paths
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(paths.tensorboard))
+        self.bar = None
+        if progress and total_steps > 0:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_steps, unit="step", file=sys.stderr, dynamic_ncols=True,
+                            mininterval=0.5)
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        if self.writer is not None:
+            for tag, v in values.items():
+                self.writer.add_scalar(tag, v, step)
+
+    def figure(self, tag: str, fig, step: int) -> None:
+        import matplotlib.pyplot as plt
+
+        if self.writer is not None:
+            self.writer.add_figure(tag, fig, step, close=False)
+        plt.close(fig)
+
+    def progress(self, step: int, loss: float, steps_per_s: float, stage: str) -> None:
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix_str(f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s",
+                                     refresh=False)
+            self.bar.refresh()
+
+    def finish(self, hparams: Mapping[str, object], metrics: Mapping[str, object]) -> None:
+        """Write metrics.json atomically and the HParams summary, then close."""
+        write_json(dict(metrics), self.paths.metrics)
+        if self.writer is not None:
+            numeric = {f"final/{k}": float(v) for k, v in metrics.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(float(v))}
+            self.writer.add_hparams(dict(hparams), numeric, run_name=".")
+            self.writer.close()
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,82 @@
+"""Collocation points: interior, initial and boundary sets, uniform or scrambled Sobol."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.quasirandom import SobolEngine
+
+
+@dataclass
+class Batch:
+    """One draw of training points; every tensor is (N, 1)."""
+
+    x_int: torch.Tensor
+    t_int: torch.Tensor
+    x_ic: torch.Tensor
+    t_ic: torch.Tensor
+    x_bc: torch.Tensor
+    t_bc: torch.Tensor
+
+
+class Sampler:
+    """Draws :class:`Batch` es in the domain [x_min, x_max] x [t_min, t_max].
+
+    Boundary points are split evenly between x_min and x_max. All randomness comes from one
+    ``torch.Generator`` (uniform) or Sobol engines seeded from it, so a seed fixes every draw;
+    successive Sobol draws continue the sequence, so resampling gives new points.
+
+    Args:
+        kind: ``uniform`` or ``sobol``.
+        n_interior, n_initial, n_boundary: points per set.
+        domain: (x_min, x_max, t_min, t_max).
+        dtype: floating dtype of the returned tensors.
+        generator: source of randomness.
+    """
+
+    def __init__(self, kind: str, n_interior: int, n_initial: int, n_boundary: int,
+                 domain: tuple, dtype: torch.dtype, generator: torch.Generator):
+        if kind not in ("uniform", "sobol"):
+            raise ValueError(f"sampler.kind={kind!r} is not allowed: one of uniform, sobol")
+        self.kind = kind
+        self.n_interior, self.n_initial, self.n_boundary = n_interior, n_initial, n_boundary
+        self.x_min, self.x_max, self.t_min, self.t_max = domain
+        self.dtype = dtype
+        self.generator = generator
+        if kind == "sobol":
+            seeds = torch.randint(0, 2**31 - 1, (3,), generator=generator).tolist()
+            self._engines = {
+                "int": SobolEngine(2, scramble=True, seed=seeds[0]),
+                "ic": SobolEngine(1, scramble=True, seed=seeds[1]),
+                "bc": SobolEngine(1, scramble=True, seed=seeds[2]),
+            }
+
+    def _unit(self, which: str, n: int, dim: int) -> torch.Tensor:  # (n, dim) in [0, 1)
+        if self.kind == "sobol":
+            return self._engines[which].draw(n, dtype=torch.float64)
+        return torch.rand(n, dim, generator=self.generator, dtype=torch.float64)
+
+    def sample(self) -> Batch:
+        lx, lt = self.x_max - self.x_min, self.t_max - self.t_min
+        u = self._unit("int", self.n_interior, 2)
+        x_int, t_int = self.x_min + lx * u[:, :1], self.t_min + lt * u[:, 1:]
+        x_ic = self.x_min + lx * self._unit("ic", self.n_initial, 1)
+        t_ic = torch.full_like(x_ic, self.t_min)
+        t_bc = self.t_min + lt * self._unit("bc", self.n_boundary, 1)
+        n_lo = self.n_boundary // 2
+        x_bc = torch.full_like(t_bc, self.x_max)
+        x_bc[:n_lo] = self.x_min
+        to = lambda v: v.to(self.dtype)  # noqa: E731
+        return Batch(to(x_int), to(t_int), to(x_ic), to(t_ic), to(x_bc), to(t_bc))
+
+    def state_dict(self) -> dict:
+        state = {"generator": self.generator.get_state()}
+        if self.kind == "sobol":
+            state["sobol_num_generated"] = {k: e.num_generated for k, e in self._engines.items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        if self.kind == "sobol":
+            for k, n in state["sobol_num_generated"].items():
+                self._engines[k].reset().fast_forward(n)

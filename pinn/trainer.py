@@ -1,0 +1,194 @@
+"""The training loop: Adam with a schedule, then optional L-BFGS; evaluation and checkpoints.
+
+No printing here: everything a user sees goes through :class:`pinn.logs.RunLogger`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Dict, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from pinn.checkpoint import Checkpoint, save_checkpoint
+from pinn.config import choice
+from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
+from pinn.logs import RunLogger, prediction_figure
+from pinn.losses import loss_terms, weighted_total
+from pinn.paths import RunPaths
+from pinn.pdes.base import PDE
+from pinn.sampling import Sampler
+
+
+def make_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    kind = choice(cfg.scheduler)
+    if kind == "exponential":
+        gamma = cfg.decay_rate ** (1.0 / cfg.decay_steps)
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(total_steps, 1), eta_min=cfg.lr * cfg.min_lr_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+class Trainer:
+    """Trains ``model`` on ``pde`` as the run config says.
+
+    Args:
+        cfg: the composed run config.
+        model: network in the run's precision.
+        pde: the problem.
+        paths: artifact locations of the run.
+        logger: TensorBoard / progress / metrics sink.
+        grid: evaluation grid with reference (computed here if not given).
+    """
+
+    def __init__(self, cfg: DictConfig, model: nn.Module, pde: PDE, paths: RunPaths,
+                 logger: RunLogger, grid: Optional[EvalGrid] = None):
+        self.cfg, self.model, self.pde, self.paths, self.logger = cfg, model, pde, paths, logger
+        self.dtype = next(model.parameters()).dtype
+        s = cfg.sampler
+        self.sampler = Sampler(choice(s.kind), s.n_interior, s.n_initial, s.n_boundary,
+                               (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
+                               torch.Generator().manual_seed(cfg.seed))
+        self.batch = self.sampler.sample()
+        self.weights = {k: float(v) for k, v in cfg.loss.weights.items()}
+        o = cfg.optim
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas),
+                                          weight_decay=o.weight_decay)
+        self.scheduler = make_scheduler(o, self.optimizer, cfg.trainer.steps)
+        self.lbfgs: Optional[torch.optim.LBFGS] = None
+        self.grid = grid if grid is not None else make_eval_grid(pde, cfg.pde.eval_nx,
+                                                                 cfg.pde.eval_nt)
+        self.step = 0
+        self.stage = "adam"
+        self.train_seconds = 0.0
+        self.last_terms: Dict[str, float] = {}
+        self.last_errors: Dict[str, float] = {}
+
+    # -- one step -----------------------------------------------------------------------
+    def _loss(self):
+        terms = loss_terms(self.model, self.pde, self.batch)
+        return weighted_total(terms, self.weights), terms
+
+    def adam_step(self) -> Dict[str, float]:
+        """One Adam step on the current batch; returns the loss terms before the update."""
+        t = self.cfg.sampler.resample_every
+        if t and self.step > 0 and self.step % t == 0:
+            self.batch = self.sampler.sample()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total, terms = self._loss()
+        total.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"total": total.item(), **{k: v.item() for k, v in terms.items()}}
+
+    def _make_lbfgs(self) -> torch.optim.LBFGS:
+        o = self.cfg.optim
+        # One iteration per step() call, so each is logged and checkpointed like an Adam step.
+        return torch.optim.LBFGS(self.model.parameters(), lr=o.lbfgs_lr, max_iter=1,
+                                 history_size=o.lbfgs_history, line_search_fn="strong_wolfe",
+                                 tolerance_grad=1e-12, tolerance_change=1e-15)
+
+    def lbfgs_step(self) -> Dict[str, float]:
+        """One L-BFGS iteration (strong Wolfe line search) on a fixed batch."""
+        if self.lbfgs is None:
+            self.lbfgs = self._make_lbfgs()
+        self.model.train()
+        seen: Dict[str, float] = {}
+
+        def closure():
+            self.lbfgs.zero_grad(set_to_none=True)
+            total, terms = self._loss()
+            total.backward()
+            if not seen:  # terms at the start of the iteration
+                seen.update({"total": total.item(), **{k: v.item() for k, v in terms.items()}})
+            return total
+
+        self.lbfgs.step(closure)
+        return seen
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, with_figure: bool = True) -> Dict[str, float]:
+        """Errors of the predict-mode network against the reference; logged at ``self.step``."""
+        pred = predict_grid(self.model, self.grid)
+        errors = grid_errors(pred, self.grid, self.pde.outputs)
+        self.logger.scalars({f"error/{k}": v for k, v in errors.items()}, self.step)
+        if with_figure and self.cfg.log.figures and self.logger.writer is not None:
+            ref = self.grid.reference
+            for k, name in enumerate(self.pde.outputs):
+                fig = prediction_figure(self.grid.x, self.grid.t, pred[..., k],
+                                        None if ref is None else ref[..., k], name)
+                self.logger.figure(f"prediction/{name}", fig, self.step)
+        self.last_errors = errors
+        return errors
+
+    def save(self) -> None:
+        save_checkpoint(
+            Checkpoint(
+                model=self.model.state_dict(),
+                step=self.step,
+                stage=self.stage,
+                config_yaml=OmegaConf.to_yaml(self.cfg, resolve=True),
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                sampler=self.sampler.state_dict(),
+                extra={"lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None},
+            ),
+            self.paths.last_checkpoint,
+        )
+
+    # -- the loop -----------------------------------------------------------------------
+    def _after_step(self, terms: Dict[str, float], t0: float) -> None:
+        self.step += 1
+        tc = self.cfg.trainer
+        self.last_terms = terms
+        if self.step % tc.log_every == 0 or self.step == self.total_steps:
+            lr = (self.optimizer.param_groups[0]["lr"] if self.stage == "adam"
+                  else self.cfg.optim.lbfgs_lr)
+            values = {f"loss/{k}": v for k, v in terms.items()}
+            values.update({f"weight/{k}": w for k, w in self.weights.items()})
+            values["lr"] = lr
+            values["steps_per_s"] = self.step / max(self.train_seconds, 1e-9)
+            self.logger.scalars(values, self.step)
+            self.logger.progress(self.step, terms["total"], values["steps_per_s"], self.stage)
+        if self.step % tc.eval_every == 0 and self.step != self.total_steps:
+            self.evaluate()
+        if self.step % tc.checkpoint_every == 0:
+            self.save()
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.trainer.steps + self.cfg.trainer.lbfgs_steps
+
+    def fit(self) -> Dict[str, object]:
+        """Run Adam then L-BFGS; evaluate, checkpoint and return the final metrics."""
+        wall0 = time.perf_counter()
+        tc = self.cfg.trainer
+        while self.step < self.total_steps:
+            self.stage = "adam" if self.step < tc.steps else "lbfgs"
+            t0 = time.perf_counter()
+            terms = self.adam_step() if self.stage == "adam" else self.lbfgs_step()
+            self.train_seconds += time.perf_counter() - t0
+            if not all(math.isfinite(v) for v in terms.values()):
+                raise FloatingPointError(f"non-finite loss at step {self.step}: {terms}")
+            self._after_step(terms, t0)
+        errors = self.evaluate()
+        self.save()
+        wall = time.perf_counter() - wall0
+        metrics: Dict[str, object] = {
+            "status": "completed",
+            "steps": self.step,
+            "adam_steps": int(tc.steps),
+            "lbfgs_steps": int(tc.lbfgs_steps),
+            "wall_time_s": wall,
+            "train_time_s": self.train_seconds,
+            "steps_per_s": self.step / max(self.train_seconds, 1e-9),
+            "reference": "none" if self.grid.reference is None else self.pde.name,
+        }
+        metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
+        metrics.update({f"error/{k}": v for k, v in errors.items()})
+        return metrics
