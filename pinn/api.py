@@ -9,7 +9,7 @@ from torch import nn
 
 from pinn.checkpoint import load_checkpoint
 from pinn.config import TrainConfig
-from pinn.nn import build_model
+from pinn.nn import build_model, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
 
@@ -31,6 +31,8 @@ def load_run(run_dir: Union[str, Path]) -> Tuple[nn.Module, DictConfig]:
                           OmegaConf.create(ckpt.config_yaml))
     pde = build_pde(cfg.pde)
     model = build_model(cfg, pde.n_out)
-    model.load_state_dict(ckpt.model)
+    model.load_state_dict(ckpt.model)  # includes BN running statistics and calibration flags
+    if ckpt.extra.get("bn_mode"):
+        set_bn_mode(model, ckpt.extra["bn_mode"])
     model.eval()
     return model, cfg

@@ -86,6 +86,9 @@ class BNConfig:
     eps: float = 1e-5
     # Step at which the network switches to frozen statistics (after an exact calibration).
     freeze_at: Optional[int] = None
+    # Calibrate exactly on the interior set before the final evaluation and checkpoint, so that
+    # the saved (predict-mode) network is the one trained; no effect in frozen mode.
+    calibrate_at_end: bool = True
     allow_coupled_derivatives: bool = False
 
 
@@ -150,6 +153,10 @@ class LossConfig:
 class LogConfig:
     tensorboard: bool = True
     figures: bool = True
+    # Forward-vs-predict divergence of BN networks every this many steps (0: never), on a fixed
+    # probe set of this many points.
+    divergence_every: int = 100
+    divergence_points: int = 1000
 
 
 @dataclass
@@ -215,6 +222,19 @@ def validate(cfg: DictConfig) -> None:
     _require(b.momentum is None or 0 < b.momentum <= 1, "bn.momentum", b.momentum,
              "null (cumulative average) or a number in (0, 1]")
     _require(b.eps > 0, "bn.eps", b.eps, "a number > 0")
+    _require(cfg.log.divergence_every >= 0, "log.divergence_every", cfg.log.divergence_every,
+             "an integer >= 0 (0 turns the divergence log off)")
+    _require(cfg.log.divergence_points >= 2, "log.divergence_points",
+             cfg.log.divergence_points, "an integer >= 2")
+    coupled = (choice(m.norm) == "batch" and choice(b.mode) == "batch"
+               and not b.allow_coupled_derivatives)
+    _require(not coupled, "bn.mode", "batch",
+             "with bn.mode=batch every point's U depends on every other point of the batch "
+             "through the batch statistics, so grad(U.sum(), x) is not a per-point derivative "
+             "(Uxx comes out identically zero) and the PDE residual is wrong; use "
+             "bn.mode=detached (batch statistics as constants) or bn.mode=frozen (population "
+             "statistics), or set bn.allow_coupled_derivatives=true to train it anyway and "
+             "watch divergence/ in TensorBoard")
     _require(b.freeze_at is None or b.freeze_at >= 0, "bn.freeze_at", b.freeze_at,
              "null or an integer >= 0")
 

@@ -20,8 +20,10 @@ def _grads(y: torch.Tensor, inputs: list, create_graph: bool) -> list:
     (e.g. the second derivative of a linear function)."""
     if not y.requires_grad:
         return [torch.zeros_like(v) for v in inputs]
+    # retain_graph: later calls (other outputs, other variables) reuse the same forward graph.
     return list(torch.autograd.grad(y.sum(), inputs, create_graph=create_graph,
-                                    allow_unused=True, materialize_grads=True))
+                                    retain_graph=True, allow_unused=True,
+                                    materialize_grads=True))
 
 
 def compute_derivatives(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,

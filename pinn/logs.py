@@ -80,6 +80,10 @@ class RunLogger:
             for tag, v in values.items():
                 self.writer.add_scalar(tag, v, step)
 
+    def custom_scalars(self, layout: dict) -> None:
+        if self.writer is not None:
+            self.writer.add_custom_scalars(layout)
+
     def figure(self, tag: str, fig, step: int) -> None:
         import matplotlib.pyplot as plt
 

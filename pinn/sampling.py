@@ -52,6 +52,8 @@ class Sampler:
             }
 
     def _unit(self, which: str, n: int, dim: int) -> torch.Tensor:  # (n, dim) in [0, 1)
+        if n == 0:
+            return torch.zeros(0, dim, dtype=torch.float64)
         if self.kind == "sobol":
             return self._engines[which].draw(n, dtype=torch.float64)
         return torch.rand(n, dim, generator=self.generator, dtype=torch.float64)

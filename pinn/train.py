@@ -25,10 +25,18 @@ register_configs()
 
 
 def format_summary(metrics: dict, paths: RunPaths) -> str:
+    """The end-of-run summary: errors, losses, speed and (BN networks) the divergence of the
+    forward and predict paths. Everything else is in metrics.json."""
+    shown = [k for k in sorted(metrics)
+             if not k.startswith(("divergence/bn/", "bn_events"))
+             and not (k.startswith("divergence/") and "max_abs" in k)]
     lines = [f"run folder: {paths.root}"]
-    for k in sorted(metrics):
+    for k in shown:
         v = metrics[k]
-        lines.append(f"  {k:<24} {v:.4e}" if isinstance(v, float) else f"  {k:<24} {v}")
+        lines.append(f"  {k:<28} {v:.4e}" if isinstance(v, float) else f"  {k:<28} {v}")
+    for event in metrics.get("bn_events", []):
+        lines.append(f"  bn event at step {event['step']}: {event['event']}")
+    lines.append(f"metrics: {paths.metrics}")
     lines.append(f"TensorBoard: tensorboard --logdir {paths.tensorboard}")
     return "\n".join(lines)
 

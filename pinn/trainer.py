@@ -14,9 +14,11 @@ from torch import nn
 
 from pinn.checkpoint import Checkpoint, save_checkpoint
 from pinn.config import choice
+from pinn.divergence import custom_scalar_layout, measure_divergence
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
 from pinn.logs import RunLogger, prediction_figure
 from pinn.losses import loss_terms, weighted_total
+from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes.base import PDE
 from pinn.sampling import Sampler
@@ -67,6 +69,35 @@ class Trainer:
         self.train_seconds = 0.0
         self.last_terms: Dict[str, float] = {}
         self.last_errors: Dict[str, float] = {}
+        self.last_divergence: Dict[str, float] = {}
+        self.divergence_seconds = 0.0
+        self.events: list = []  # BN freezes and calibrations, with their steps
+        self.has_bn = bool(bn_layers(model))
+        if self.has_bn and cfg.log.divergence_every > 0:
+            # A fixed probe set, drawn from its own generator so it never shifts the training
+            # points of a seed.
+            probe = Sampler("sobol", cfg.log.divergence_points, 1, 0,
+                            (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
+                            torch.Generator().manual_seed(cfg.seed + 7919)).sample()
+            self.probe = (probe.x_int, probe.t_int)
+            logger.custom_scalars(custom_scalar_layout())
+
+    @property
+    def bn_mode(self) -> Optional[str]:
+        return bn_layers(self.model)[0].mode if self.has_bn else None
+
+    # -- batch normalization ------------------------------------------------------------
+    def calibrate(self, reason: str) -> None:
+        """Exact population statistics of the current interior points, in one pass."""
+        calibrate_bn(self.model, self.batch.x_int, self.batch.t_int)
+        self.events.append({"step": self.step, "event": f"calibrate ({reason})"})
+
+    def freeze(self, reason: str) -> None:
+        """Calibrate, then train on with the calibrated statistics as constants."""
+        if self.has_bn and self.bn_mode != "frozen":
+            self.calibrate(reason)
+            set_bn_mode(self.model, "frozen")
+            self.events.append({"step": self.step, "event": f"freeze ({reason})"})
 
     # -- one step -----------------------------------------------------------------------
     def _loss(self):
@@ -89,7 +120,9 @@ class Trainer:
     def _make_lbfgs(self) -> torch.optim.LBFGS:
         o = self.cfg.optim
         # One iteration per step() call, so each is logged and checkpointed like an Adam step.
-        return torch.optim.LBFGS(self.model.parameters(), lr=o.lbfgs_lr, max_iter=1,
+        # max_eval bounds the line search of that iteration (its default, 5/4 of max_iter,
+        # would leave no line-search evaluations at all).
+        return torch.optim.LBFGS(self.model.parameters(), lr=o.lbfgs_lr, max_iter=1, max_eval=25,
                                  history_size=o.lbfgs_history, line_search_fn="strong_wolfe",
                                  tolerance_grad=1e-12, tolerance_change=1e-15)
 
@@ -136,7 +169,8 @@ class Trainer:
                 optimizer=self.optimizer.state_dict(),
                 scheduler=self.scheduler.state_dict(),
                 sampler=self.sampler.state_dict(),
-                extra={"lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None},
+                extra={"lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None,
+                       "bn_mode": self.bn_mode, "events": self.events},
             ),
             self.paths.last_checkpoint,
         )
@@ -157,8 +191,20 @@ class Trainer:
             self.logger.progress(self.step, terms["total"], values["steps_per_s"], self.stage)
         if self.step % tc.eval_every == 0 and self.step != self.total_steps:
             self.evaluate()
+        de = self.cfg.log.divergence_every
+        if self.has_bn and de and self.step % de == 0:
+            self.divergence()
         if self.step % tc.checkpoint_every == 0:
             self.save()
+
+    def divergence(self) -> Dict[str, float]:
+        """Forward-vs-predict divergence on the probe set, logged under ``divergence/``."""
+        t0 = time.perf_counter()
+        values = measure_divergence(self.model, self.pde, *self.probe, self.batch, self.weights)
+        self.divergence_seconds += time.perf_counter() - t0
+        self.logger.scalars({f"divergence/{k}": v for k, v in values.items()}, self.step)
+        self.last_divergence = values
+        return values
 
     @property
     def total_steps(self) -> int:
@@ -170,12 +216,21 @@ class Trainer:
         tc = self.cfg.trainer
         while self.step < self.total_steps:
             self.stage = "adam" if self.step < tc.steps else "lbfgs"
+            if self.stage == "lbfgs":
+                # The line search must see one deterministic function of the parameters.
+                self.freeze("L-BFGS stage")
+            elif self.cfg.bn.freeze_at is not None and self.step == self.cfg.bn.freeze_at:
+                self.freeze("bn.freeze_at")
             t0 = time.perf_counter()
             terms = self.adam_step() if self.stage == "adam" else self.lbfgs_step()
             self.train_seconds += time.perf_counter() - t0
             if not all(math.isfinite(v) for v in terms.values()):
                 raise FloatingPointError(f"non-finite loss at step {self.step}: {terms}")
             self._after_step(terms, t0)
+        if self.has_bn and self.cfg.bn.calibrate_at_end and self.bn_mode != "frozen":
+            self.calibrate("end of training")
+        if self.has_bn and self.cfg.log.divergence_every:
+            self.divergence()
         errors = self.evaluate()
         self.save()
         wall = time.perf_counter() - wall0
@@ -191,4 +246,9 @@ class Trainer:
         }
         metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
         metrics.update({f"error/{k}": v for k, v in errors.items()})
+        if self.has_bn:
+            metrics["bn_mode"] = self.bn_mode
+            metrics["bn_events"] = self.events
+            metrics["divergence_time_s"] = self.divergence_seconds
+            metrics.update({f"divergence/{k}": v for k, v in self.last_divergence.items()})
         return metrics

@@ -57,6 +57,7 @@ class BatchNorm(nn.Module):
         self._sharing = False
         self._shared: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._calibrating = False
+        self._track = True  # update running statistics in batch/detached training passes
         # Statistics of the last batch seen in batch/detached mode, for diagnostics.
         self.last_batch_stats: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
@@ -105,7 +106,8 @@ class BatchNorm(nn.Module):
             if self._mode == "detached":
                 mean, var = mean.detach(), var.detach()
             self.last_batch_stats = (mean.detach(), var.detach())
-            self._update_running(mean, var)
+            if self._track:
+                self._update_running(mean, var)
             if self._sharing:
                 self._shared = (mean, var)
         return (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
@@ -139,6 +141,21 @@ def shared_batch_statistics(model: nn.Module) -> Iterator[None]:
     finally:
         for m in layers:
             m._sharing, m._shared = False, None
+
+
+@contextmanager
+def running_statistics_fixed(model: nn.Module) -> Iterator[None]:
+    """Within the context, no forward pass updates the running statistics (diagnostic passes
+    must not change the network they measure)."""
+    layers = bn_layers(model)
+    saved = [m._track for m in layers]
+    for m in layers:
+        m._track = False
+    try:
+        yield
+    finally:
+        for m, v in zip(layers, saved):
+            m._track = v
 
 
 @torch.no_grad()

@@ -1,0 +1,27 @@
+# Two commands: `make train` (default config; creates .venv when missing) and `make test`.
+# Extra arguments: make train ARGS="pde=heat model.width=64"; make test PYTEST_ARGS="-k cli".
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: train test setup bench clean
+
+train: $(STAMP)
+	$(BIN)/python -m pinn.train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+# torch is installed first from the pinned CPU build (constraints.txt); a bare `torch`
+# requirement would pull a multi-GB CUDA build. `pip install -e` then keeps it.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt torch
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) outputs build dist *.egg-info

@@ -1,0 +1,115 @@
+"""Forward path versus predict path: how far apart are the two functions of a BN network?
+
+The *forward* path is the network as it trains (``model.train()``, in its BN mode); the
+*predict* path is the network as it is used afterwards (``model.eval()``: frozen running
+statistics). Both are evaluated on a fixed probe set for U, Ux, Ut, Uxx, Utt and the residual,
+and on a training batch for the loss and its parameter gradient. No pass here updates the
+running statistics.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
+from pinn.losses import loss_terms, weighted_total
+from pinn.nn.norm import bn_layers, running_statistics_fixed
+from pinn.pdes.base import PDE
+from pinn.sampling import Batch
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b||, with b the predict path; ||a - b|| when b is zero."""
+    den = b.norm().item()
+    num = (a - b).norm().item()
+    return num / den if den > 0 else num
+
+
+def _derivatives(model: nn.Module, x, t, train: bool) -> Dict[str, torch.Tensor]:
+    model.train(train)
+    return compute_derivatives(model, x, t, DERIVATIVE_KEYS, create_graph=False)
+
+
+def _loss_and_grad(model: nn.Module, pde: PDE, batch: Batch, weights, train: bool):
+    model.train(train)
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = weighted_total(loss_terms(model, pde, batch), weights)
+    grads = torch.autograd.grad(total, params, allow_unused=True, materialize_grads=True)
+    return total.detach(), torch.cat([g.reshape(-1) for g in grads])
+
+
+def compare_fields(fwd: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tensor],
+                   outputs: Sequence[str]) -> Dict[str, float]:
+    """rel_l2 and max_abs per field (and per output when there are several)."""
+    out: Dict[str, float] = {}
+    for key in fwd:
+        a, b = fwd[key].detach(), pred[key].detach()
+        out[f"{key}/rel_l2"] = rel_l2(a, b)
+        out[f"{key}/max_abs"] = (a - b).abs().max().item()
+        if a.dim() == 2 and a.shape[1] > 1 and len(outputs) == a.shape[1]:
+            for k, name in enumerate(outputs):
+                out[f"{key}/{name}/rel_l2"] = rel_l2(a[:, k], b[:, k])
+                out[f"{key}/{name}/max_abs"] = (a[:, k] - b[:, k]).abs().max().item()
+    return out
+
+
+def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
+                       t_probe: torch.Tensor, batch: Batch,
+                       weights: Mapping[str, float]) -> Dict[str, float]:
+    """Forward-vs-predict differences, keyed as logged under ``divergence/``.
+
+    Args:
+        model: the network (its train/eval state is restored afterwards).
+        pde: supplies the residual.
+        x_probe, t_probe: (P, 1) fixed probe points.
+        batch: training points for the loss and its gradient.
+        weights: loss weights.
+    """
+    was_training = model.training
+    try:
+        with running_statistics_fixed(model):
+            d_fwd = _derivatives(model, x_probe, t_probe, train=True)
+            layers = bn_layers(model)
+            batch_stats = [m.last_batch_stats if m.effective_mode != "frozen" else None
+                           for m in layers]
+            d_pred = _derivatives(model, x_probe, t_probe, train=False)
+            d_fwd["residual"] = pde.residual(x_probe, t_probe, d_fwd)
+            d_pred["residual"] = pde.residual(x_probe, t_probe, d_pred)
+            loss_f, g_f = _loss_and_grad(model, pde, batch, weights, train=True)
+            loss_p, g_p = _loss_and_grad(model, pde, batch, weights, train=False)
+    finally:
+        model.train(was_training)
+    out = compare_fields(d_fwd, d_pred, pde.outputs)
+    out["loss/forward"] = loss_f.item()
+    out["loss/predict"] = loss_p.item()
+    out["loss/rel"] = abs(loss_f.item() - loss_p.item()) / max(abs(loss_p.item()), 1e-300)
+    denom = (g_f.norm() * g_p.norm()).item()
+    out["grad/cosine"] = (g_f @ g_p).item() / denom if denom > 0 else float("nan")
+    out["grad/rel_l2"] = rel_l2(g_f, g_p)
+    for i, (m, stats) in enumerate(zip(layers, batch_stats)):
+        if stats is None:  # frozen: the forward path already uses the running statistics
+            out[f"bn/layer{i}/mean_gap"] = 0.0
+            out[f"bn/layer{i}/var_gap"] = 0.0
+            continue
+        mean_b, var_b = stats
+        out[f"bn/layer{i}/mean_gap"] = rel_l2(m.running_mean, mean_b)
+        out[f"bn/layer{i}/var_gap"] = rel_l2(m.running_var, var_b)
+    return out
+
+
+def custom_scalar_layout() -> dict:
+    """TensorBoard custom-scalars layout grouping the divergence tags."""
+    fields = [*DERIVATIVE_KEYS, "residual"]
+    return {
+        "divergence": {
+            "fields rel_l2": ["Multiline", [f"divergence/{k}/rel_l2" for k in fields]],
+            "fields max_abs": ["Multiline", [f"divergence/{k}/max_abs" for k in fields]],
+            "loss": ["Multiline", ["divergence/loss/forward", "divergence/loss/predict",
+                                   "divergence/loss/rel"]],
+            "parameter gradient": ["Multiline", ["divergence/grad/cosine",
+                                                 "divergence/grad/rel_l2"]],
+            "BN batch vs running": ["Multiline", [r"divergence/bn/layer\d+/(mean|var)_gap"]],
+        }
+    }

@@ -1,0 +1,87 @@
+"""The real command line, in subprocesses: a short run, a multirun, and reloading a run."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import pinn
+from pinn.pdes import build_pde
+from tests.conftest import REPO, run_cli
+
+SMALL = ["trainer.steps=30", "trainer.lbfgs_steps=5", "trainer.log_every=5", "trainer.eval_every=15",
+         "trainer.progress=false", "sampler.n_interior=128", "sampler.n_initial=32",
+         "sampler.n_boundary=32", "model.depth=2", "model.width=16", "pde.eval_nx=41",
+         "pde.eval_nt=21"]
+
+
+@pytest.fixture(scope="module")
+def heat_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "heat"
+    p = run_cli(["pde=heat", "precision=float64", *SMALL, f"hydra.run.dir={run_dir}"], cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return run_dir, p
+
+
+def test_run_folder_has_every_artifact(heat_run):
+    run_dir, p = heat_run
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("loss/res", "loss/ic", "loss/bc", "loss/total", "error/l2_rel/u", "wall_time_s",
+                "steps_per_s", "status"):
+        assert key in metrics, key
+    assert metrics["steps"] == 35 and metrics["status"] == "completed"
+    ea = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    ea.Reload()
+    scalars = set(ea.Tags()["scalars"])
+    for tag in ("loss/res", "loss/ic", "loss/bc", "lr", "weight/res", "error/l2_rel/u"):
+        assert tag in scalars, tag
+    # Loss terms are logged through the L-BFGS stage too (steps 31..35).
+    assert max(e.step for e in ea.Scalars("loss/res")) == 35
+    assert [e.step for e in ea.Scalars("error/l2_rel/u")] == [15, 30, 35]
+    assert "prediction/u" in ea.Tags()["images"]
+    # HParams summary written into the run itself (not a timestamped sub-run).
+    assert "_hparams_/session_start_info" in ea.PluginTagToContent("hparams")
+    assert "run folder:" in p.stdout and "error/l2_rel/u" in p.stdout
+
+
+def test_metrics_error_equals_independent_evaluation(heat_run):
+    """Reload the run and compare with the closed form, computed here without pinn's grid code."""
+    run_dir, _ = heat_run
+    model, cfg = pinn.load_run(run_dir)
+    assert not model.training
+    pde = build_pde(cfg.pde)
+    x = np.linspace(-1, 1, cfg.pde.eval_nx)
+    t = np.linspace(0, 1, cfg.pde.eval_nt)
+    X, T = np.meshgrid(x, t)
+    exact = np.sin(2 * np.pi * (X + 1) / 2) * np.exp(-0.1 * np.pi**2 * T)
+    xt = torch.tensor(np.stack([X.ravel(), T.ravel()], 1), dtype=torch.float64)
+    with torch.no_grad():
+        pred = model(xt)[:, 0].numpy().reshape(X.shape)
+    err = np.linalg.norm(pred - exact) / np.linalg.norm(exact)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert err == pytest.approx(metrics["error/l2_rel/u"], rel=1e-10)
+    # Derivatives of the reloaded model through the public API.
+    d = pinn.compute_derivatives(model, torch.zeros(4, 1, dtype=torch.float64),
+                                 torch.zeros(4, 1, dtype=torch.float64))
+    assert set(d) == {"U", "Ux", "Ut", "Uxx", "Utt"} and d["Ux"].shape == (4, 1)
+    assert pde.n_out == 1
+
+
+def test_multirun_gives_one_folder_per_job_with_hparams(tmp_path):
+    sweep = tmp_path / "sweep"
+    p = run_cli(["-m", "pde=heat", "optim.lr=1e-3,1e-2", *SMALL, "log.figures=false",
+                 f"hydra.sweep.dir={sweep}"], cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and (d / "metrics.json").exists())
+    assert [d.name for d in jobs] == ["0", "1"]
+    lrs = []
+    for d in jobs:
+        ea = EventAccumulator(str(d / "tensorboard"))
+        ea.Reload()
+        assert "_hparams_/session_start_info" in ea.PluginTagToContent("hparams"), d
+        lrs.append(ea.Scalars("lr")[0].value)
+    assert lrs[0] == pytest.approx(1e-3, rel=1e-2) and lrs[1] == pytest.approx(1e-2, rel=1e-2)
