@@ -133,8 +133,8 @@ class SamplerConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 2000  # Adam steps
-    lbfgs_steps: int = 0  # L-BFGS iterations after Adam
+    steps: int = 6000  # Adam steps
+    lbfgs_steps: int = 1500  # L-BFGS iterations after Adam
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -146,7 +146,7 @@ class TrainerConfig:
 @dataclass
 class LossConfig:
     # Weights of the mean-square terms, keyed like the loss dict and the TensorBoard tags.
-    weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 1.0, "bc": 1.0})
+    weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 10.0, "bc": 1.0})
 
 
 @dataclass

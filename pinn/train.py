@@ -41,17 +41,22 @@ def format_summary(metrics: dict, paths: RunPaths) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: DictConfig, paths: RunPaths) -> dict:
-    """Train one run into ``paths``; returns its final metrics."""
+def build_trainer(cfg: DictConfig, paths: RunPaths) -> Trainer:
+    """Problem, network, logger and trainer of one run, writing into ``paths``."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     pde = build_pde(cfg.pde)
     model = build_model(cfg, pde.n_out)
     logger = RunLogger(paths, tensorboard=cfg.log.tensorboard, progress=cfg.trainer.progress,
                        total_steps=cfg.trainer.steps + cfg.trainer.lbfgs_steps)
-    trainer = Trainer(cfg, model, pde, paths, logger)
+    return Trainer(cfg, model, pde, paths, logger)
+
+
+def run(cfg: DictConfig, paths: RunPaths) -> dict:
+    """Train one run into ``paths``; returns its final metrics."""
+    trainer = build_trainer(cfg, paths)
     metrics = trainer.fit()
-    logger.finish(flat_hparams(_hparam_view(cfg)), metrics)
+    trainer.logger.finish(flat_hparams(_hparam_view(cfg)), metrics)
     return metrics
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from pinn.config import CONFIG_DIR, register_configs
 
@@ -21,13 +21,6 @@ def compose_cfg(overrides=()) -> DictConfig:
     """The run config as `python -m pinn.train` would compose it."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         return compose(config_name="train", overrides=list(overrides))
-
-
-@pytest.fixture
-def tiny_cfg() -> DictConfig:
-    return compose_cfg(["trainer.steps=5", "trainer.progress=false", "sampler.n_interior=64",
-                        "sampler.n_initial=16", "sampler.n_boundary=16", "pde.eval_nx=32",
-                        "pde.eval_nt=16", "model.depth=2", "model.width=8"])
 
 
 def run_cli(args, cwd, module="pinn.train", timeout=300, env=None) -> subprocess.CompletedProcess:

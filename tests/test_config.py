@@ -41,3 +41,27 @@ def test_validate_names_the_key():
     with pytest.raises(ConfigError, match=r"^sampler.n_interior=0 is not allowed"):
         validate(cfg)
     validate(compose_cfg())  # the defaults are valid
+
+
+def test_coupled_bn_derivatives_are_refused_at_start_up(tmp_path):
+    run_dir = tmp_path / "run"
+    p = run_cli(["model.norm=batch", "bn.mode=batch", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: bn.mode='batch' is not allowed")
+    for word in ("bn.mode=detached", "bn.mode=frozen", "bn.allow_coupled_derivatives=true"):
+        assert word in err[0]
+    assert not run_dir.exists()
+
+
+def test_every_experiment_and_pde_composes_and_validates():
+    from pinn.config import CONFIG_DIR
+    from pinn.nn import build_model
+    from pinn.pdes import build_pde
+
+    for exp in sorted((CONFIG_DIR / "experiment").glob("*.yaml")):
+        cfg = compose_cfg([f"experiment={exp.stem}"])
+        validate(cfg)
+        build_model(cfg, build_pde(cfg.pde).n_out)
+    for pde in sorted((CONFIG_DIR / "pde").glob("*.yaml")):
+        validate(compose_cfg([f"pde={pde.stem}"]))

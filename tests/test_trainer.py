@@ -1,0 +1,104 @@
+"""The trainer in-process: BN schedules, divergence log, checkpoint round trip."""
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import pinn
+from pinn.evaluation import predict_grid
+from pinn.nn import BatchNorm
+from pinn.paths import RunPaths
+from pinn.train import build_trainer, run
+from tests.conftest import compose_cfg
+
+BN_SMALL = ["model.norm=batch", "model.depth=3", "model.width=16", "model.activation=gelu",
+            "precision=float64", "trainer.progress=false", "sampler.n_interior=128",
+            "sampler.n_initial=32", "sampler.n_boundary=32", "pde.eval_nx=33", "pde.eval_nt=17",
+            "log.divergence_points=64", "trainer.log_every=1", "log.figures=false"]
+
+
+def bn_running_stats(model):
+    return [(m.running_mean.clone(), m.running_var.clone()) for m in model.modules()
+            if isinstance(m, BatchNorm)]
+
+
+def test_freeze_schedule_calibrates_then_keeps_statistics_fixed(tmp_path):
+    cfg = compose_cfg([*BN_SMALL, "trainer.steps=12", "trainer.lbfgs_steps=0", "bn.freeze_at=5", "log.divergence_every=4"])
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    for _ in range(5):
+        tr.adam_step()
+        tr.step += 1
+    tr.freeze("bn.freeze_at")
+    assert tr.bn_mode == "frozen"
+    assert [e["event"] for e in tr.events] == ["calibrate (bn.freeze_at)", "freeze (bn.freeze_at)"]
+    frozen = bn_running_stats(tr.model)
+    params_before = [p.clone() for p in tr.model.parameters()]
+    for _ in range(3):
+        tr.adam_step()
+    after = bn_running_stats(tr.model)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(frozen, after))
+    assert any(not torch.equal(a, b) for a, b in zip(params_before, tr.model.parameters()))
+
+
+def test_fit_with_bn_logs_divergence_and_round_trips(tmp_path):
+    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=8", "trainer.lbfgs_steps=3",
+                       "log.divergence_every=4"])
+    metrics = run(cfg, RunPaths(tmp_path))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["bn_mode"] == "frozen"  # the L-BFGS stage always runs frozen
+    assert any(e["event"] == "freeze (L-BFGS stage)" and e["step"] == 8 for e in saved["bn_events"])
+    for key in ("divergence/U/rel_l2", "divergence/Uxx/rel_l2", "divergence/residual/rel_l2",
+                "divergence/grad/cosine", "divergence/loss/rel", "divergence/bn/layer0/var_gap"):
+        assert key in saved, key
+    # Frozen at the end: forward and predict are one function.
+    assert saved["divergence/U/rel_l2"] == 0.0 and saved["divergence/grad/cosine"] == pytest.approx(1)
+    ea = EventAccumulator(str(tmp_path / "tensorboard"))
+    ea.Reload()
+    tags = ea.Tags()["scalars"]
+    assert "divergence/Uxx/rel_l2" in tags and "divergence/bn/layer2/mean_gap" in tags
+    assert [e.step for e in ea.Scalars("divergence/U/rel_l2")] == [4, 8, 11]
+    assert "custom_scalars__config__" in ea.Tags()["tensors"]
+    # The reloaded run predicts exactly what the trained model predicted.
+    model, cfg2 = pinn.load_run(tmp_path)
+    assert [m.mode for m in model.modules() if isinstance(m, BatchNorm)] == ["frozen"] * 3
+    tr = build_trainer(cfg, RunPaths(tmp_path / "other"))
+    x = torch.linspace(-1, 1, 50, dtype=torch.float64)[:, None]
+    xt = torch.cat([x, 0.3 * torch.ones_like(x)], 1)
+    with torch.no_grad():
+        y = model(xt)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["model"]
+    tr.model.load_state_dict(state)
+    tr.model.eval()
+    with torch.no_grad():
+        assert torch.equal(tr.model(xt), y)
+    assert metrics["error/l2_rel/u"] == saved["error/l2_rel/u"]
+
+
+def test_detached_run_is_calibrated_at_the_end(tmp_path):
+    """Predict mode after training equals the detached forward path on the interior set."""
+    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=6", "trainer.lbfgs_steps=0", "log.divergence_every=3"])
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    metrics = tr.fit()
+    assert metrics["bn_mode"] == "detached"
+    assert metrics["bn_events"][-1]["event"] == "calibrate (end of training)"
+    # The loss is measured on the interior set the calibration used: identical paths.
+    assert metrics["divergence/loss/rel"] < 1e-12
+    assert metrics["divergence/grad/cosine"] == pytest.approx(1, abs=1e-12)
+
+
+def test_coupled_mode_trains_only_when_allowed_and_the_log_shows_it(tmp_path):
+    from pinn.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="bn.mode='batch' is not allowed: with bn.mode=batch"):
+        validate(compose_cfg([*BN_SMALL, "bn.mode=batch"]))
+    cfg = compose_cfg([*BN_SMALL, "pde=heat", "bn.mode=batch", "bn.allow_coupled_derivatives=true",
+                       "trainer.steps=4", "trainer.lbfgs_steps=0", "log.divergence_every=2", "bn.calibrate_at_end=false"])
+    validate(cfg)
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    for _ in range(2):
+        tr.adam_step()
+    d = tr.divergence()
+    # Coupled second derivatives are zero, so they differ from the per-point ones by 100%.
+    assert d["Uxx/rel_l2"] == pytest.approx(1.0, abs=1e-8)
+    assert d["Utt/rel_l2"] == pytest.approx(1.0, abs=1e-8)
