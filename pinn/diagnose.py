@@ -144,11 +144,11 @@ def study(cfg: DictConfig, log: Callable[[str], None] = lambda s: None) -> List[
 
 
 HEADER = f"{'mode':<18} {'statistics':<26} " + " ".join(
-    f"{k:>9}" for k in DERIVATIVE_KEYS) + f" {'grad cos':>9}"
+    f"{k:>11}" for k in DERIVATIVE_KEYS) + f" {'grad cos':>9}"
 
 
 def format_row(r: dict) -> str:
-    cells = " ".join(f"{100 * r[k]:>8.3g}%" for k in DERIVATIVE_KEYS)
+    cells = " ".join(f"{100 * r[k]:>10.4g}%" for k in DERIVATIVE_KEYS)
     return f"{r['mode']:<18} {r['stats']:<26} {cells} {r['grad_cosine']:>9.6f}"
 
 
