@@ -30,8 +30,12 @@ from pinn.divergence import rel_l2
 from pinn.nn import DTYPES, MLP, BatchNorm, calibrate_bn, set_bn_mode
 from pinn.nn.norm import bn_layers, running_statistics_fixed
 
-STATS = ("1 pass, momentum 0.1", "500 passes, momentum 0.1", "cumulative, 500 passes",
-         "exact calibration")
+def stats_methods(passes: int) -> List[tuple]:
+    """(label, momentum, number of passes or None for exact calibration), in table order."""
+    return [("1 pass, momentum 0.1", 0.1, 1),
+            (f"{passes} passes, momentum 0.1", 0.1, passes),
+            (f"cumulative, {passes} passes", None, passes),
+            ("exact calibration", 0.1, None)]
 
 
 @dataclass
@@ -63,14 +67,15 @@ def _build(cfg: DictConfig, momentum: Optional[float]) -> MLP:
     return model.to(DTYPES[choice(cfg.precision)])
 
 
-def gather_statistics(model: nn.Module, xt: torch.Tensor, stats: str, passes: int) -> None:
-    """Fill the running statistics of ``model`` the way ``stats`` names (see :data:`STATS`)."""
+def gather_statistics(model: nn.Module, xt: torch.Tensor, passes: Optional[int]) -> None:
+    """Fill the running statistics of ``model``: ``passes`` training-mode forward passes over
+    ``xt``, or an exact calibration when ``passes`` is None."""
     with torch.no_grad():
-        if stats == "exact calibration":
+        if passes is None:
             calibrate_bn(model, xt[:, :1], xt[:, 1:])
             return
         model.train()
-        for _ in range(1 if stats.startswith("1 pass") else passes):
+        for _ in range(passes):
             model(xt)
 
 
@@ -118,22 +123,21 @@ def study(cfg: DictConfig, log: Callable[[str], None] = lambda s: None) -> List[
     t = cfg.t_min + (cfg.t_max - cfg.t_min) * u[:, 1:]
     xt = torch.cat([x, t], 1)
     rows = []
-    for stats in STATS:
-        momentum = None if stats.startswith("cumulative") else 0.1
+    for stats, momentum, passes in stats_methods(cfg.passes):
         for mode in ("batch", "detached", "frozen"):
             model = _build(cfg, momentum)
             if not bn_layers(model):
                 raise ValueError("model.norm=none: the study needs model.norm=batch")
-            gather_statistics(model, xt, stats, cfg.passes)
+            gather_statistics(model, xt, passes)
             set_bn_mode(model, mode)
             with running_statistics_fixed(model):
                 fwd, g_fwd = _path(model, x, t, train=True)
                 pred, g_pred = _path(model, x, t, train=False)
             rows.append({"mode": mode, "stats": stats, **compare(fwd, g_fwd, pred, g_pred)})
             log(format_row(rows[-1]))
-        if cfg.torch_reference and stats != "exact calibration":
+        if cfg.torch_reference and passes is not None:
             twin = to_torch_batchnorm(_build(cfg, momentum), momentum)
-            gather_statistics(twin, xt, stats, cfg.passes)
+            gather_statistics(twin, xt, passes)
             # eval() first: torch's train() forward updates the running statistics again.
             pred, g_pred = _path(twin, x, t, train=False)
             fwd, g_fwd = _path(twin, x, t, train=True)

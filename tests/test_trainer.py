@@ -102,3 +102,12 @@ def test_coupled_mode_trains_only_when_allowed_and_the_log_shows_it(tmp_path):
     # Coupled second derivatives are zero, so they differ from the per-point ones by 100%.
     assert d["Uxx/rel_l2"] == pytest.approx(1.0, abs=1e-8)
     assert d["Utt/rel_l2"] == pytest.approx(1.0, abs=1e-8)
+
+
+def test_fit_freezes_at_the_configured_step(tmp_path):
+    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=6", "trainer.lbfgs_steps=0",
+                       "bn.freeze_at=3", "log.divergence_every=2"])
+    metrics = build_trainer(cfg, RunPaths(tmp_path)).fit()
+    assert metrics["bn_mode"] == "frozen"
+    assert metrics["bn_events"] == [{"step": 3, "event": "calibrate (bn.freeze_at)"},
+                                    {"step": 3, "event": "freeze (bn.freeze_at)"}]
