@@ -92,17 +92,44 @@ class BNConfig:
     allow_coupled_derivatives: bool = False
 
 
+class BoundaryKind(str, Enum):
+    dirichlet = "dirichlet"  # u = value
+    neumann = "neumann"  # u_x = value
+    periodic = "periodic"  # u and u_x equal at both ends
+
+
+@dataclass
+class BoundaryConfig:
+    kind: BoundaryKind = BoundaryKind.dirichlet
+    # Values at x_min (left) and x_max (right): an expression in t and the parameters, or a
+    # list of them, one per output. Unused for periodic boundaries.
+    left: Any = "0"
+    right: Any = "0"
+
+
 @dataclass
 class PDEConfig:
-    """One problem: its registry name, domain, parameters and evaluation grid."""
+    """One problem, written in config: see configs/pde/*.yaml and pinn/pdes/problem.py."""
 
     name: str = MISSING
+    outputs: List[str] = field(default_factory=lambda: ["u"])
     x_min: float = -1.0
     x_max: float = 1.0
     t_min: float = 0.0
     t_max: float = 1.0
-    params: Dict[str, float] = field(default_factory=dict)
-    # Grid on which the relative L2 error against the reference is measured.
+    # Named constants: numbers or constant expressions ("0.01/pi"), in order.
+    params: Dict[str, Any] = field(default_factory=dict)
+    # Expression(s) over x, t, the parameters, the outputs and their derivatives
+    # (u, u_x, u_t, u_xx, u_tt); a list for systems, one per equation.
+    residual: Any = MISSING
+    # u(x, t_min), and u_t(x, t_min) for second order in time: one expression per output.
+    initial: Any = MISSING
+    initial_velocity: Any = None
+    boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
+    # Closed-form solution (expressions in x, t), or the name of a reference solver.
+    exact: Any = None
+    reference: Optional[str] = None
+    # Grid on which errors against the reference are measured.
     eval_nx: int = 256
     eval_nt: int = 101
 

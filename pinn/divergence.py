@@ -16,7 +16,7 @@ from torch import nn
 from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
 from pinn.losses import loss_terms, weighted_total
 from pinn.nn.norm import bn_layers, running_statistics_fixed
-from pinn.pdes.base import PDE
+from pinn.pdes.problem import PDE
 from pinn.sampling import Batch
 
 

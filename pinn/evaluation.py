@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pinn.pdes.base import PDE
+from pinn.derivatives import compute_derivatives
+from pinn.pdes.problem import PDE
 from pinn.reference.metrics import max_abs, relative_l2
 
 
@@ -52,3 +53,31 @@ def grid_errors(pred: np.ndarray, grid: EvalGrid, outputs) -> Dict[str, float]:
         errs[f"l2_rel/{name}"] = relative_l2(pred[..., k], grid.reference[..., k])
         errs[f"max_abs/{name}"] = max_abs(pred[..., k], grid.reference[..., k])
     return errs
+
+
+def residual_statistics(model: nn.Module, pde: PDE, grid: EvalGrid,
+                        chunk: int = 8192) -> Dict[str, float]:
+    """Residual of the predict-mode network on the grid: mean |r|, RMS and max |r| per equation
+    (``residual/<i>/...``), derivatives by autograd in chunks."""
+    was_training = model.training
+    model.eval()
+    try:
+        dtype = next(model.parameters()).dtype
+        X, T = np.meshgrid(grid.x, grid.t)
+        x = torch.as_tensor(X.reshape(-1, 1), dtype=dtype)
+        t = torch.as_tensor(T.reshape(-1, 1), dtype=dtype)
+        parts = []
+        for i in range(0, x.shape[0], chunk):
+            d = compute_derivatives(model, x[i : i + chunk], t[i : i + chunk], pde.derivatives,
+                                    create_graph=False)
+            parts.append(pde.residual(x[i : i + chunk], t[i : i + chunk], d).detach())
+        r = torch.cat(parts).double().numpy()  # (Nt * Nx, n_equations)
+    finally:
+        model.train(was_training)
+    out = {}
+    for k in range(r.shape[1]):
+        a = np.abs(r[:, k])
+        out[f"residual/{k}/mean_abs"] = float(a.mean())
+        out[f"residual/{k}/rms"] = float(np.sqrt((a**2).mean()))
+        out[f"residual/{k}/max_abs"] = float(a.max())
+    return out

@@ -3,42 +3,10 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Dict, Mapping, Optional
-
-import numpy as np
+from typing import Dict, Mapping
 
 from pinn.checkpoint import write_json
 from pinn.paths import RunPaths
-
-
-def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
-                      ref: Optional[np.ndarray], name: str = "u"):
-    """Prediction, reference and absolute error over (x, t) for one output: arrays (Nt, Nx).
-
-    Returns a matplotlib Figure (Agg backend; the caller closes it).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(f"prediction {name}(x, t)", pred, "viridis")]
-    if ref is not None:
-        panels += [(f"reference {name}(x, t)", ref, "viridis"),
-                   (f"|error| of {name}", np.abs(pred - ref), "magma")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6),
-                             constrained_layout=True, squeeze=False)
-    extent = (t[0], t[-1], x[0], x[-1])
-    vmin = min(float(p.min()) for _, p, c in panels if c == "viridis")
-    vmax = max(float(p.max()) for _, p, c in panels if c == "viridis")
-    for ax, (title, data, cmap) in zip(axes[0], panels):
-        lim = {"vmin": vmin, "vmax": vmax} if cmap == "viridis" else {}
-        im = ax.imshow(data.T, origin="lower", aspect="auto", extent=extent, cmap=cmap, **lim)
-        ax.set_title(title)
-        ax.set_xlabel("t")
-        ax.set_ylabel("x")
-        fig.colorbar(im, ax=ax)
-    return fig
 
 
 def flat_hparams(cfg: Mapping, prefix: str = "") -> Dict[str, object]:

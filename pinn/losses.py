@@ -8,10 +8,34 @@ from torch import nn
 
 from pinn.derivatives import compute_derivatives
 from pinn.nn.norm import shared_batch_statistics
-from pinn.pdes.base import PDE
+from pinn.pdes.problem import PDE
 from pinn.sampling import Batch
 
 TERMS = ("res", "ic", "bc")
+
+
+def _initial_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor):
+    """u - u0 at t_min, and u_t - v0 when the problem is second order in time: (N, k)."""
+    v0 = pde.initial_velocity(x)
+    if v0 is None:
+        return model(torch.cat([x, t], dim=1)) - pde.initial(x)
+    d = compute_derivatives(model, x, t, {"Ut"})
+    return torch.cat([d["U"] - pde.initial(x), d["Ut"] - v0], dim=1)
+
+
+def _boundary_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor):
+    """Dirichlet: u - g; Neumann: u_x - g; periodic: the differences of u and u_x between the
+    two ends. x, t hold pairs (x_min rows, then x_max rows, same t); returns (M, k)."""
+    n = x.shape[0] // 2
+    if pde.boundary_kind == "dirichlet":
+        u = model(torch.cat([x, t], dim=1))
+        g = torch.cat([pde.boundary("left", t[:n]), pde.boundary("right", t[n:])])
+        return u - g
+    d = compute_derivatives(model, x, t, {"Ux"})
+    if pde.boundary_kind == "neumann":
+        g = torch.cat([pde.boundary("left", t[:n]), pde.boundary("right", t[n:])])
+        return d["Ux"] - g
+    return torch.cat([d["U"][:n] - d["U"][n:], d["Ux"][:n] - d["Ux"][n:]], dim=1)
 
 
 def loss_terms(model: nn.Module, pde: PDE, batch: Batch) -> Dict[str, torch.Tensor]:
@@ -25,13 +49,11 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch) -> Dict[str, torch.Tens
     """
     with shared_batch_statistics(model):
         d = compute_derivatives(model, batch.x_int, batch.t_int, pde.derivatives)
-        res = pde.residual(batch.x_int, batch.t_int, d)  # (N, n_res)
+        res = pde.residual(batch.x_int, batch.t_int, d)  # (N, n_equations)
         terms = {"res": res.square().mean()}
-        u_ic = model(torch.cat([batch.x_ic, batch.t_ic], dim=1))  # (N_ic, n_out)
-        terms["ic"] = (u_ic - pde.initial(batch.x_ic)).square().mean()
-        if batch.x_bc.shape[0] > 0:
-            u_bc = model(torch.cat([batch.x_bc, batch.t_bc], dim=1))
-            terms["bc"] = (u_bc - pde.boundary(batch.x_bc, batch.t_bc)).square().mean()
+        terms["ic"] = _initial_misfit(model, pde, batch.x_ic, batch.t_ic).square().mean()
+        if batch.x_bc.shape[0] >= 2:
+            terms["bc"] = _boundary_misfit(model, pde, batch.x_bc, batch.t_bc).square().mean()
     return terms
 
 

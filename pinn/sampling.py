@@ -9,7 +9,11 @@ from torch.quasirandom import SobolEngine
 
 @dataclass
 class Batch:
-    """One draw of training points; every tensor is (N, 1)."""
+    """One draw of training points; every tensor is (N, 1).
+
+    Boundary points come in pairs: the first half of ``x_bc``/``t_bc`` lies at x_min, the second
+    half at x_max with the same times, so that periodic conditions can compare the two ends.
+    """
 
     x_int: torch.Tensor
     t_int: torch.Tensor
@@ -22,7 +26,8 @@ class Batch:
 class Sampler:
     """Draws :class:`Batch` es in the domain [x_min, x_max] x [t_min, t_max].
 
-    Boundary points are split evenly between x_min and x_max. All randomness comes from one
+    Boundary points are paired between x_min and x_max (see :class:`Batch`); an odd
+    ``n_boundary`` is rounded down. All randomness comes from one
     ``torch.Generator`` (uniform) or Sobol engines seeded from it, so a seed fixes every draw;
     successive Sobol draws continue the sequence, so resampling gives new points.
 
@@ -64,10 +69,9 @@ class Sampler:
         x_int, t_int = self.x_min + lx * u[:, :1], self.t_min + lt * u[:, 1:]
         x_ic = self.x_min + lx * self._unit("ic", self.n_initial, 1)
         t_ic = torch.full_like(x_ic, self.t_min)
-        t_bc = self.t_min + lt * self._unit("bc", self.n_boundary, 1)
-        n_lo = self.n_boundary // 2
-        x_bc = torch.full_like(t_bc, self.x_max)
-        x_bc[:n_lo] = self.x_min
+        t_half = self.t_min + lt * self._unit("bc", self.n_boundary // 2, 1)
+        t_bc = torch.cat([t_half, t_half])
+        x_bc = torch.cat([torch.full_like(t_half, self.x_min), torch.full_like(t_half, self.x_max)])
         to = lambda v: v.to(self.dtype)  # noqa: E731
         return Batch(to(x_int), to(t_int), to(x_ic), to(t_ic), to(x_bc), to(t_bc))
 

@@ -16,11 +16,12 @@ from pinn.checkpoint import Checkpoint, save_checkpoint
 from pinn.config import choice
 from pinn.divergence import custom_scalar_layout, measure_divergence
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
-from pinn.logs import RunLogger, prediction_figure
+from pinn.figures import prediction_figure
+from pinn.logs import RunLogger
 from pinn.losses import loss_terms, weighted_total
 from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
 from pinn.paths import RunPaths
-from pinn.pdes.base import PDE
+from pinn.pdes.problem import PDE
 from pinn.sampling import Sampler
 
 
@@ -242,7 +243,7 @@ class Trainer:
             "wall_time_s": wall,
             "train_time_s": self.train_seconds,
             "steps_per_s": self.step / max(self.train_seconds, 1e-9),
-            "reference": "none" if self.grid.reference is None else self.pde.name,
+            "reference": self.pde.reference_kind,
         }
         metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
         metrics.update({f"error/{k}": v for k, v in errors.items()})

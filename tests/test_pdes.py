@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pinn.derivatives import compute_derivatives
-from pinn.pdes import PDES, build_pde
+from pinn.expressions import ExpressionError
+from pinn.pdes import build_pde
 from tests.conftest import compose_cfg
 
 F64 = torch.float64
@@ -15,12 +16,6 @@ F64 = torch.float64
 def make(name, **overrides):
     cfg = compose_cfg([f"pde={name}", *[f"pde.{k}={v}" for k, v in overrides.items()]])
     return build_pde(cfg.pde)
-
-
-def test_registry_keys_match_config_files():
-    from pinn.config import CONFIG_DIR
-
-    assert set(PDES) == {p.stem for p in (CONFIG_DIR / "pde").glob("*.yaml")}
 
 
 def test_heat_residual_vanishes_on_closed_form():
@@ -44,6 +39,7 @@ def test_heat_conditions_and_reference():
     for xb in (-1.0, 1.0):
         tb = torch.linspace(0, 1, 5, dtype=F64)[:, None]
         assert pde.exact(torch.full_like(tb, xb), tb).abs().max() < 1e-14
+        assert torch.equal(pde.boundary("left" if xb < 0 else "right", tb), torch.zeros_like(tb))
     ref = pde.reference(np.linspace(-1, 1, 5), np.linspace(0, 1, 3))
     assert ref.shape == (3, 5, 1)
     assert math.isclose(ref[2, 1, 0], math.sin(2 * math.pi * 0.25) * math.exp(-0.1 * (2 * math.pi / 2) ** 2),
@@ -80,7 +76,12 @@ def test_burgers_residual_small_on_reference():
     assert abs(ref0[1, 0]) < 1e-12 and abs(ref0[1, -1]) < 1e-12
 
 
-def test_unknown_parameter_is_refused():
-    cfg = compose_cfg(["pde=heat", "+pde.params.speed=1.0"])
-    with pytest.raises(ValueError, match="pde.params for 'heat'.*unknown: speed"):
+def test_an_undefined_parameter_is_refused_naming_it():
+    cfg = compose_cfg(["pde=heat", "pde.residual=u_t - speed*u_xx"])
+    with pytest.raises(ExpressionError, match=r"pde.residual: .*'speed'.*allowed names: .*kappa"):
         build_pde(cfg.pde)
+
+
+def test_params_may_be_constant_expressions_using_earlier_params():
+    cfg = compose_cfg(["pde=heat", "+pde.params.k2=k**2/pi"])
+    assert build_pde(cfg.pde).params["k2"] == pytest.approx(4 / math.pi, rel=1e-15)

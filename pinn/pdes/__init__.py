@@ -1,5 +1,13 @@
-"""Problems: one module each; they never import the trainer or Hydra."""
-from pinn.pdes.base import PDE
-from pinn.pdes.registry import PDES, build_pde
+"""Problems. Each is a YAML file in ``configs/pde/`` (its name is the registry key); this
+package turns one into a :class:`PDE`. It never imports the trainer or Hydra."""
+from typing import Any, Mapping
 
-__all__ = ["PDE", "PDES", "build_pde"]
+from pinn.pdes.problem import BOUNDARY_KINDS, PDE
+
+
+def build_pde(cfg: Mapping[str, Any]) -> PDE:
+    """The problem of a ``pde`` config node (a DictConfig or a plain mapping)."""
+    return PDE(cfg)
+
+
+__all__ = ["PDE", "BOUNDARY_KINDS", "build_pde"]

@@ -1,0 +1,102 @@
+"""``python -m pinn.evaluate run_dir=<path>``: reload a run and judge it.
+
+Writes into the run folder: ``evaluation.json`` (relative L2 and max error per output on the
+grid, residual statistics), PNG figures under ``figures/`` (prediction, reference and absolute
+error over (x, t); slices at a few times), and the same figures into the run's TensorBoard.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from pinn.api import load_run
+from pinn.checkpoint import CheckpointError, load_checkpoint, write_json
+from pinn.config import CONFIG_DIR
+from pinn.evaluation import grid_errors, make_eval_grid, predict_grid, residual_statistics
+from pinn.figures import plt, prediction_figure, slices_figure
+from pinn.paths import RunPaths
+from pinn.pdes import build_pde
+
+
+@dataclass
+class EvaluateConfig:
+    run_dir: str = MISSING
+    # Grid size; null takes the run's pde.eval_nx / pde.eval_nt, the grid of its metrics.json.
+    nx: Optional[int] = None
+    nt: Optional[int] = None
+    # Times of the slice plots, as fractions of [t_min, t_max].
+    slices: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    tensorboard: bool = True
+
+
+ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = None,
+                 slices=(0.0, 0.25, 0.5, 0.75, 1.0), tensorboard: bool = True) -> dict:
+    """Evaluate a run folder in place; returns what evaluation.json holds."""
+    paths = RunPaths(Path(run_dir))
+    model, cfg = load_run(paths.root)
+    pde = build_pde(cfg.pde)
+    nx = nx or cfg.pde.eval_nx
+    nt = nt or cfg.pde.eval_nt
+    grid = make_eval_grid(pde, nx, nt)
+    pred = predict_grid(model, grid)  # (Nt, Nx, n_out)
+    result = {"run_dir": str(paths.root), "grid": {"nx": nx, "nt": nt},
+              "reference": pde.reference_kind,
+              **{f"error/{k}": v for k, v in grid_errors(pred, grid, pde.outputs).items()},
+              **residual_statistics(model, pde, grid)}
+    paths.figures.mkdir(parents=True, exist_ok=True)
+    times = [pde.t_min + f * (pde.t_max - pde.t_min) for f in slices]
+    writer = None
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(paths.tensorboard))
+    step = load_checkpoint(paths.last_checkpoint).step
+    figures = []
+    for k, name in enumerate(pde.outputs):
+        ref = None if grid.reference is None else grid.reference[..., k]
+        for kind, fig in (("fields", prediction_figure(grid.x, grid.t, pred[..., k], ref, name)),
+                          ("slices", slices_figure(grid.x, grid.t, pred[..., k], ref, times,
+                                                   name))):
+            png = paths.figures / f"{name}_{kind}.png"
+            fig.savefig(png, dpi=110)
+            figures.append(str(png.relative_to(paths.root)))
+            if writer is not None:
+                writer.add_figure(f"evaluation/{name}_{kind}", fig, step, close=False)
+            plt.close(fig)
+    if writer is not None:
+        writer.close()
+    result["figures"] = figures
+    write_json(result, paths.root / "evaluation.json")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(cfg.run_dir)
+    try:
+        if not run_dir.is_dir():
+            raise ValueError(f"run_dir={cfg.run_dir!r} is not a folder")
+        for key in ("nx", "nt"):
+            if cfg[key] is not None and cfg[key] < 2:
+                raise ValueError(f"{key}={cfg[key]} is not allowed: null or an integer >= 2")
+        result = evaluate_run(run_dir, cfg.nx, cfg.nt, list(cfg.slices), cfg.tensorboard)
+    except (ValueError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for k, v in result.items():
+        if isinstance(v, float):
+            print(f"  {k:<28} {v:.4e}")
+    print(f"evaluation: {run_dir / 'evaluation.json'}; figures: {run_dir / 'figures'}")
+
+
+if __name__ == "__main__":
+    main()
