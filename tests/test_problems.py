@@ -135,3 +135,62 @@ def test_problem_without_reference_trains_and_says_so(tmp_path):
     metrics = build_trainer(cfg, RunPaths(tmp_path)).fit()
     assert metrics["reference"] == "none"
     assert not any(k.startswith("error/") for k in metrics)
+
+
+def _spectral_fields(pde, n_x, t):
+    """Reference on a periodic grid, with u_x, u_xx by FFT and u_t by 4th-order differences."""
+    L = pde.x_max - pde.x_min
+    x = pde.x_min + L * np.arange(n_x) / n_x
+    h = t[1] - t[0]
+    U = pde.reference(x, t)  # (Nt, Nx, n_out)
+    k = 2 * np.pi * np.fft.fftfreq(n_x, d=L / n_x)
+    Uh = np.fft.fft(U, axis=1)
+    ux = np.fft.ifft(1j * k[None, :, None] * Uh, axis=1).real
+    uxx = np.fft.ifft(-(k**2)[None, :, None] * Uh, axis=1).real
+    ut = (-U[4:] + 8 * U[3:-1] - 8 * U[1:-3] + U[:-4]) / (12 * h)
+    sl = slice(2, -2)
+    X, T = np.meshgrid(x, t[sl])
+    as_t = lambda a: torch.tensor(a.reshape(-1, a.shape[-1]))  # noqa: E731
+    d = {"U": as_t(U[sl]), "Ux": as_t(ux[sl]), "Uxx": as_t(uxx[sl]), "Ut": as_t(ut)}
+    return as_t(X[..., None]), as_t(T[..., None]), d
+
+
+# NLS: 2 sech x is not smooth across the periodic ends (slope -+0.027), so FFT derivatives there
+# carry ~3e-4 relative error; a wrong equation is off by more than 1e-2.
+@pytest.mark.parametrize("name, n_x, dt, tol", [("allen_cahn", 512, 1e-3, 1e-5),
+                                                 ("nls", 256, 2.5e-4, 1e-3)])
+def test_spectral_reference_satisfies_the_yaml_residual(name, n_x, dt, tol):
+    """The residual written in configs/pde/<name>.yaml vanishes on the solver's solution
+    (derivatives by FFT in x and finite differences in t, early times where both are accurate)."""
+    pde = build_pde(compose_cfg([f"pde={name}"]).pde)
+    t = np.arange(0, 41) * dt
+    x, tt, d = _spectral_fields(pde, n_x, t)
+    r = pde.residual(x, tt, d).numpy()
+    scale = np.abs(d["Ut"].numpy()).max()
+    assert np.abs(r).max() < tol * scale
+    # A residual with the wrong sign of the nonlinearity is far from zero.
+    bad = build_pde(compose_cfg([f"pde={name}", "pde.residual=" + (
+        "u_t - d*u_xx - gamma*u**3 + gamma*u" if name == "allen_cahn" else
+        '["u_t + 0.5*v_xx - (u**2 + v**2)*v", "v_t - 0.5*u_xx + (u**2 + v**2)*u"]')]).pde)
+    assert np.abs(bad.residual(x, tt, d).numpy()).max() > 1e-2 * scale
+
+
+@pytest.mark.parametrize("kind", ["dirichlet", "neumann", "periodic"])
+def test_boundary_misfit_vanishes_on_the_exact_solution(kind):
+    from pinn.losses import _boundary_misfit
+
+    overrides = {
+        "dirichlet": ["pde=heat"],
+        "periodic": ["pde=advection"],
+        # u = cos(pi x) exp(-kappa pi^2 t) on [0, 1]: u_x = 0 at both ends.
+        "neumann": ["pde=heat", "pde.x_min=0.0", 'pde.initial="cos(pi*x)"',
+                    'pde.exact="cos(pi*x)*exp(-kappa*pi**2*t)"', "pde.boundary.kind=neumann"],
+    }[kind]
+    pde = build_pde(compose_cfg(overrides).pde)
+    t_half = torch.linspace(pde.t_min, pde.t_max, 9, dtype=F64)[:, None]
+    t = torch.cat([t_half, t_half])
+    x = torch.cat([torch.full_like(t_half, pde.x_min), torch.full_like(t_half, pde.x_max)])
+    exact = lambda xt: pde.exact(xt[:, :1], xt[:, 1:])  # noqa: E731
+    assert _boundary_misfit(exact, pde, x, t).abs().max() < 1e-12
+    shifted = lambda xt: exact(xt) + 0.1 * xt[:, :1] ** 2  # noqa: E731
+    assert _boundary_misfit(shifted, pde, x, t).abs().max() > 1e-2
