@@ -88,6 +88,13 @@ class BatchNorm(nn.Module):
             self.calibrated.zero_()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (N, C) -> (N, C)
+        mean, var = self.statistics(h)
+        return (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+    def statistics(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (mean, variance) this layer normalizes ``h`` (N, C) with, each (C,), applying the
+        mode's semantics: running-statistics updates, sharing within a step, calibration.
+        Constants (no graph to ``h``) except in ``batch`` mode."""
         if self._calibrating:
             mean, var = h.mean(0), h.var(0, unbiased=False)
             with torch.no_grad():
@@ -110,7 +117,7 @@ class BatchNorm(nn.Module):
                 self._update_running(mean, var)
             if self._sharing:
                 self._shared = (mean, var)
-        return (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return mean, var
 
 
 def bn_layers(model: nn.Module) -> list[BatchNorm]:
