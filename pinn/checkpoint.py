@@ -6,7 +6,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 
@@ -25,9 +25,7 @@ class Checkpoint:
     step: int
     stage: str  # "adam" or "lbfgs"
     config_yaml: str
-    optimizer: Optional[Dict[str, Any]] = None
-    scheduler: Optional[Dict[str, Any]] = None
-    sampler: Optional[Dict[str, Any]] = None
+    # "bn_mode"; "training": the trainer's full state (optimizers, sampler, batch, counters).
     extra: Dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 

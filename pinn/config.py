@@ -55,6 +55,11 @@ class Precision(str, Enum):
     float64 = "float64"
 
 
+class NonFinitePolicy(str, Enum):
+    rollback = "rollback"  # restore the last good state, lower the learning rate, go on
+    stop = "stop"  # stop with the last good state checkpointed
+
+
 class SamplerKind(str, Enum):
     uniform = "uniform"
     sobol = "sobol"
@@ -168,6 +173,13 @@ class TrainerConfig:
     progress: bool = True
     # torch intra-op threads; null leaves torch's default.
     num_threads: Optional[int] = None
+    # Continue a run: its folder, or "auto" for the newest compatible run under outputs/.
+    resume: Optional[str] = None
+    on_nonfinite: NonFinitePolicy = NonFinitePolicy.rollback
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    # Fault injection for testing: the loss of this step becomes NaN (once).
+    debug_nan_at: Optional[int] = None
 
 
 @dataclass
@@ -233,6 +245,9 @@ def validate(cfg: DictConfig) -> None:
         _require(t[key] >= 1, f"trainer.{key}", t[key], "an integer >= 1")
     _require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads,
              "null or an integer >= 1")
+    _require(t.max_rollbacks >= 0, "trainer.max_rollbacks", t.max_rollbacks, "an integer >= 0")
+    _require(0 < t.rollback_lr_factor < 1, "trainer.rollback_lr_factor", t.rollback_lr_factor,
+             "a number in (0, 1)")
     _require(math.isfinite(o.lr) and o.lr > 0, "optim.lr", o.lr, "a finite number > 0")
     _require(o.lbfgs_lr > 0, "optim.lbfgs_lr", o.lbfgs_lr, "a number > 0")
     _require(o.decay_steps >= 1, "optim.decay_steps", o.decay_steps, "an integer >= 1")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 from pinn.checkpoint import write_json
 from pinn.paths import RunPaths
@@ -29,19 +29,20 @@ class RunLogger:
     """TensorBoard scalars and figures, a progress bar, and the final metrics of one run."""
 
     def __init__(self, paths: RunPaths, tensorboard: bool = True, progress: bool = True,
-                 total_steps: int = 0):
+                 total_steps: int = 0, purge_step: Optional[int] = None):
         self.paths = paths
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(paths.tensorboard))
+            # On resume, events logged after the checkpoint's step are dropped from the view.
+            self.writer = SummaryWriter(log_dir=str(paths.tensorboard), purge_step=purge_step)
         self.bar = None
         if progress and total_steps > 0:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_steps, unit="step", file=sys.stderr, dynamic_ncols=True,
-                            mininterval=0.5)
+            self.bar = tqdm(total=total_steps, initial=purge_step or 0, unit="step",
+                            file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.writer is not None:

@@ -6,15 +6,20 @@ stop here, before a run folder exists); the run folder is Hydra's output directo
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Dict, Iterator, List, Optional
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pinn.config import CONFIG_DIR, ConfigError, register_configs, validate
+from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from pinn.config import CONFIG_DIR, ConfigError, TrainConfig, register_configs, validate
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
 from pinn.paths import RunPaths
@@ -28,34 +33,123 @@ def format_summary(metrics: dict, paths: RunPaths) -> str:
     """The end-of-run summary: errors, losses, speed and (BN networks) the divergence of the
     forward and predict paths. Everything else is in metrics.json."""
     shown = [k for k in sorted(metrics)
-             if not k.startswith(("divergence/bn/", "bn_events"))
+             if not k.startswith(("divergence/bn/", "events", "message", "stopped_by"))
              and not (k.startswith("divergence/") and "max_abs" in k)]
     lines = [f"run folder: {paths.root}"]
     for k in shown:
         v = metrics[k]
         lines.append(f"  {k:<28} {v:.4e}" if isinstance(v, float) else f"  {k:<28} {v}")
-    for event in metrics.get("bn_events", []):
-        lines.append(f"  bn event at step {event['step']}: {event['event']}")
+    for event in metrics.get("events", []):
+        lines.append(f"  event at step {event['step']}: {event['event']}")
     lines.append(f"metrics: {paths.metrics}")
     lines.append(f"TensorBoard: tensorboard --logdir {paths.tensorboard}")
     return "\n".join(lines)
 
 
-def build_trainer(cfg: DictConfig, paths: RunPaths) -> Trainer:
+def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] = None) -> Trainer:
     """Problem, network, logger and trainer of one run, writing into ``paths``."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     pde = build_pde(cfg.pde)
     model = build_model(cfg, pde.n_out)
     logger = RunLogger(paths, tensorboard=cfg.log.tensorboard, progress=cfg.trainer.progress,
-                       total_steps=cfg.trainer.steps + cfg.trainer.lbfgs_steps)
+                       total_steps=cfg.trainer.steps + cfg.trainer.lbfgs_steps,
+                       purge_step=resume_step)
     return Trainer(cfg, model, pde, paths, logger)
 
 
-def run(cfg: DictConfig, paths: RunPaths) -> dict:
-    """Train one run into ``paths``; returns its final metrics."""
-    trainer = build_trainer(cfg, paths)
-    metrics = trainer.fit()
+# Keys that fix the network's shape: a checkpoint fits only a config that agrees on them.
+SHAPE_KEYS = ("model.depth", "model.width", "model.activation", "model.norm", "pde.outputs",
+              "precision")
+# Keys that may differ between a run and its continuation under trainer.resume=auto.
+FREE_KEYS = ("trainer", "log")
+
+
+def _flat(cfg: DictConfig) -> Dict[str, object]:
+    c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    out = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(c, "")
+    return out
+
+
+def shape_differences(cfg: DictConfig, saved: DictConfig) -> List[str]:
+    """The shape keys on which a saved run's config and this one disagree, as 'key: a -> b'."""
+    a, b = _flat(saved), _flat(cfg)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if k.startswith(SHAPE_KEYS) and a.get(k) != b.get(k)]
+
+
+def _saved_config(ckpt: Checkpoint) -> DictConfig:
+    return OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(ckpt.config_yaml))
+
+
+def find_resume_run(cfg: DictConfig, this_run: Path) -> Path:
+    """``trainer.resume`` as a run folder; ``auto`` picks the newest run under ./outputs whose
+    config equals this one apart from trainer.* and log.*."""
+    value = str(cfg.trainer.resume)
+    if value != "auto":
+        return Path(value)
+    mine = {k: v for k, v in _flat(cfg).items() if not k.startswith(FREE_KEYS)}
+    candidates = sorted(Path("outputs").glob("**/checkpoints/last.pt"),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+    for last in candidates:
+        run_dir = last.parent.parent
+        if run_dir.resolve() == this_run.resolve():
+            continue
+        try:
+            saved = _flat(_saved_config(load_checkpoint(last)))
+        except CheckpointError:
+            continue
+        if {k: v for k, v in saved.items() if not k.startswith(FREE_KEYS)} == mine:
+            return run_dir
+    raise ConfigError(f"trainer.resume=auto found no run with this config under "
+                      f"{Path('outputs').resolve()} (checked {len(candidates)} checkpoints)")
+
+
+def preflight(paths: RunPaths, min_free_mb: float = 50.0) -> None:
+    """Fail before training if the run folder cannot take checkpoints."""
+    try:
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        probe = paths.checkpoints / ".write-test"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"the run folder {paths.root} is not writable: {e.strerror or e}") from None
+    free_mb = shutil.disk_usage(paths.root).free / 2**20
+    if free_mb < min_free_mb:
+        raise ConfigError(f"the run folder {paths.root} has {free_mb:.0f} MB free; at least "
+                          f"{min_free_mb:.0f} MB are needed for checkpoints and logs")
+
+
+@contextmanager
+def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the trainer to checkpoint and stop after the current step."""
+    def handler(signum, frame):
+        trainer.stop_requested = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None) -> dict:
+    """Train one run into ``paths`` (continuing ``resume`` if given); returns its metrics."""
+    trainer = build_trainer(cfg, paths, resume_step=resume.step if resume else None)
+    if resume is not None:
+        trainer.load_training_state(resume.extra["training"])
+    with stop_on_signals(trainer):
+        metrics = trainer.fit()
     trainer.logger.finish(flat_hparams(_hparam_view(cfg)), metrics)
     return metrics
 
@@ -66,19 +160,55 @@ def _hparam_view(cfg: DictConfig) -> dict:
                                "precision", "seed")}
 
 
+EXIT_CODES = {"completed": 0, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
-    paths = RunPaths(Path(HydraConfig.get().runtime.output_dir))
+    hydra_cfg = HydraConfig.get()
+    paths = RunPaths(Path(hydra_cfg.runtime.output_dir))
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    resume = None
     try:
         validate(cfg)
         build_pde(cfg.pde)
-    except (ConfigError, ValueError) as e:
+        if cfg.trainer.resume:
+            paths = RunPaths(find_resume_run(cfg, paths.root))
+            resume = load_checkpoint(paths.last_checkpoint)
+            for stale in paths.checkpoints.glob(".last.pt.*.tmp"):  # from a killed write
+                stale.unlink()
+            if "training" not in resume.extra:
+                raise CheckpointError(f"{paths.last_checkpoint} holds no training state")
+            diff = shape_differences(cfg, _saved_config(resume))
+            if diff:
+                raise ConfigError(f"trainer.resume={cfg.trainer.resume}: the run's network "
+                                  f"differs in {'; '.join(diff)}")
+        preflight(paths)
+    except (ConfigError, ValueError, CheckpointError) as e:
         # A user mistake: one line, no traceback, and no half-written run folder left behind.
         print(f"error: {e}", file=sys.stderr)
-        shutil.rmtree(paths.root, ignore_errors=True)
+        if resume is None:
+            shutil.rmtree(hydra_cfg.runtime.output_dir, ignore_errors=True)
         sys.exit(2)
-    metrics = run(cfg, paths)
+    if resume is not None:
+        print(f"resuming {paths.root} from step {resume.step}", file=sys.stderr)
+    try:
+        metrics = run(cfg, paths, resume)
+    except OSError as e:
+        print(f"error: cannot write to {paths.root}: {e.strerror or e}; the last complete "
+              f"checkpoint is {paths.last_checkpoint}", file=sys.stderr)
+        sys.exit(1)
     print(format_summary(metrics, paths))
+    status = metrics["status"]
+    if status != "completed":
+        print(metrics.get("message", status), file=sys.stderr)
+        if status == "interrupted":
+            print(f"resume with: python -m pinn.train trainer.resume={paths.root} "
+                  "(plus the overrides of the original command)", file=sys.stderr)
+        # In a sweep a failed job is reported in its metrics.json; the other jobs go on.
+        if not multirun:
+            sys.exit(EXIT_CODES.get(metrics.get("stopped_by", status), 1))
+        return float("nan")
     first_error = next((v for k, v in metrics.items() if k.startswith("error/l2_rel")), None)
     return float(first_error if first_error is not None else metrics["loss/total"])
 

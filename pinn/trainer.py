@@ -4,6 +4,7 @@ No printing here: everything a user sees goes through :class:`pinn.logs.RunLogge
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Dict, Optional
@@ -22,7 +23,7 @@ from pinn.losses import loss_terms, weighted_total
 from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
-from pinn.sampling import Sampler
+from pinn.sampling import Batch, Sampler
 
 
 def make_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -73,6 +74,11 @@ class Trainer:
         self.last_divergence: Dict[str, float] = {}
         self.divergence_seconds = 0.0
         self.events: list = []  # BN freezes and calibrations, with their steps
+        self.rollbacks = 0  # non-finite recoveries so far
+        self.lr_factor = 1.0  # product of the rollback learning-rate reductions
+        self.stop_requested: Optional[str] = None  # set by a signal handler: "SIGTERM", ...
+        self._nan_injected = False
+        self._good: Optional[Dict[str, object]] = None  # last state known to be finite
         self.has_bn = bool(bn_layers(model))
         if self.has_bn and cfg.log.divergence_every > 0:
             # A fixed probe set, drawn from its own generator so it never shifts the training
@@ -103,7 +109,12 @@ class Trainer:
     # -- one step -----------------------------------------------------------------------
     def _loss(self):
         terms = loss_terms(self.model, self.pde, self.batch)
-        return weighted_total(terms, self.weights), terms
+        total = weighted_total(terms, self.weights)
+        if self.cfg.trainer.debug_nan_at == self.step and not self._nan_injected:
+            # Fault injection for tests of the non-finite policies: one NaN, once.
+            self._nan_injected = True
+            total = total * float("nan")
+        return total, terms
 
     def adam_step(self) -> Dict[str, float]:
         """One Adam step on the current batch; returns the loss terms before the update."""
@@ -114,16 +125,23 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total, terms = self._loss()
         total.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return {"total": total.item(), **{k: v.item() for k, v in terms.items()}}
+        values = {"total": total.item(), **{k: v.item() for k, v in terms.items()}}
+        grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in self.model.parameters()
+                           if p.grad is not None)
+        if not grads_finite:
+            values["grad_norm"] = float("nan")
+        if math.isfinite(values["total"]) and grads_finite:  # never step on a poisoned gradient
+            self.optimizer.step()
+            self.scheduler.step()
+        return values
 
     def _make_lbfgs(self) -> torch.optim.LBFGS:
         o = self.cfg.optim
         # One iteration per step() call, so each is logged and checkpointed like an Adam step.
         # max_eval bounds the line search of that iteration (its default, 5/4 of max_iter,
         # would leave no line-search evaluations at all).
-        return torch.optim.LBFGS(self.model.parameters(), lr=o.lbfgs_lr, max_iter=1, max_eval=25,
+        return torch.optim.LBFGS(self.model.parameters(), lr=o.lbfgs_lr * self.lr_factor,
+                                 max_iter=1, max_eval=25,
                                  history_size=o.lbfgs_history, line_search_fn="strong_wolfe",
                                  tolerance_grad=1e-12, tolerance_change=1e-15)
 
@@ -140,6 +158,8 @@ class Trainer:
             total.backward()
             if not seen:  # terms at the start of the iteration
                 seen.update({"total": total.item(), **{k: v.item() for k, v in terms.items()}})
+            elif not math.isfinite(total.item()):
+                seen["total"] = float("nan")  # a poisoned line search: recover like Adam
             return total
 
         self.lbfgs.step(closure)
@@ -160,21 +180,55 @@ class Trainer:
         self.last_errors = errors
         return errors
 
+    def training_state(self) -> Dict[str, object]:
+        """Everything the loop needs to continue exactly from here (tensors, numbers, strings,
+        lists and dicts only, so that a checkpoint loads with ``weights_only=True``)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None,
+            "batch": {k: v.clone() for k, v in vars(self.batch).items()},
+            "step": self.step,
+            "stage": self.stage,
+            "bn_mode": self.bn_mode,
+            "events": list(self.events),
+            "train_seconds": self.train_seconds,
+            "divergence_seconds": self.divergence_seconds,
+            "last_terms": dict(self.last_terms),
+            "rollbacks": self.rollbacks,
+            "lr_factor": self.lr_factor,
+        }
+
+    def load_training_state(self, state: Dict[str, object]) -> None:
+        """Continue from :meth:`training_state` (a checkpoint's or an in-memory snapshot)."""
+        self.model.load_state_dict(state["model"])
+        if state["bn_mode"] is not None:
+            set_bn_mode(self.model, state["bn_mode"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.lbfgs = None
+        if state["lbfgs"] is not None:
+            self.lbfgs = self._make_lbfgs()
+            self.lbfgs.load_state_dict(state["lbfgs"])
+        self.batch = Batch(**{k: v.clone() for k, v in state["batch"].items()})
+        self.step, self.stage = int(state["step"]), str(state["stage"])
+        self.events = list(state["events"])
+        self.train_seconds = float(state["train_seconds"])
+        self.divergence_seconds = float(state["divergence_seconds"])
+        self.last_terms = dict(state["last_terms"])
+        self.rollbacks, self.lr_factor = int(state["rollbacks"]), float(state["lr_factor"])
+
     def save(self) -> None:
+        """Write checkpoints/last.pt atomically; the previous one stays until this one is whole."""
         save_checkpoint(
-            Checkpoint(
-                model=self.model.state_dict(),
-                step=self.step,
-                stage=self.stage,
-                config_yaml=OmegaConf.to_yaml(self.cfg, resolve=True),
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict(),
-                sampler=self.sampler.state_dict(),
-                extra={"lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None,
-                       "bn_mode": self.bn_mode, "events": self.events},
-            ),
-            self.paths.last_checkpoint,
-        )
+            Checkpoint(model=self.model.state_dict(), step=self.step, stage=self.stage,
+                       config_yaml=OmegaConf.to_yaml(self.cfg, resolve=True),
+                       extra={"bn_mode": self.bn_mode, "training": self.training_state()}),
+            self.paths.last_checkpoint)
+        self._good = copy.deepcopy(self.training_state())
 
     # -- the loop -----------------------------------------------------------------------
     def _after_step(self, terms: Dict[str, float], t0: float) -> None:
@@ -183,7 +237,7 @@ class Trainer:
         self.last_terms = terms
         if self.step % tc.log_every == 0 or self.step == self.total_steps:
             lr = (self.optimizer.param_groups[0]["lr"] if self.stage == "adam"
-                  else self.cfg.optim.lbfgs_lr)
+                  else self.lbfgs.param_groups[0]["lr"])
             values = {f"loss/{k}": v for k, v in terms.items()}
             values.update({f"weight/{k}": w for k, w in self.weights.items()})
             values["lr"] = lr
@@ -211,10 +265,52 @@ class Trainer:
     def total_steps(self) -> int:
         return self.cfg.trainer.steps + self.cfg.trainer.lbfgs_steps
 
+    # -- faults -------------------------------------------------------------------------
+    def _apply_lr_factor(self, factor: float) -> None:
+        self.lr_factor *= factor
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+        self.scheduler.base_lrs = [b * factor for b in self.scheduler.base_lrs]
+        if self.lbfgs is not None:
+            for group in self.lbfgs.param_groups:
+                group["lr"] *= factor
+
+    def _recover(self, bad_step: int) -> Optional[str]:
+        """Handle a non-finite loss or gradient at ``bad_step``; returns a stop message, or None
+        when training goes on from the last good state with a lower learning rate."""
+        tc = self.cfg.trainer
+        good = copy.deepcopy(self._good)
+        self.load_training_state(good)
+        policy = choice(tc.on_nonfinite)
+        if policy == "rollback" and self.rollbacks < tc.max_rollbacks:
+            self.rollbacks += 1
+            self._apply_lr_factor(tc.rollback_lr_factor)
+            self.events.append({"step": bad_step, "event": (
+                f"non-finite loss or gradient: rolled back to step {self.step}, learning rate "
+                f"x{self.lr_factor:g} (rollback {self.rollbacks} of {tc.max_rollbacks})")})
+            self.logger.scalars({"nonfinite/rollbacks": self.rollbacks,
+                                 "nonfinite/lr_factor": self.lr_factor}, bad_step)
+            return None
+        why = ("trainer.on_nonfinite=stop" if policy == "stop"
+               else f"{tc.max_rollbacks} rollbacks (trainer.max_rollbacks) used up")
+        self.events.append({"step": bad_step, "event": f"non-finite loss or gradient: stopped "
+                                                       f"({why}); state of step {self.step} kept"})
+        self.save()
+        return (f"non-finite loss or gradient at step {bad_step}; stopped ({why}). The checkpoint "
+                f"holds the last finite state, step {self.step}: {self.paths.last_checkpoint}")
+
+    # -- the run ------------------------------------------------------------------------
     def fit(self) -> Dict[str, object]:
-        """Run Adam then L-BFGS; evaluate, checkpoint and return the final metrics."""
+        """Run Adam then L-BFGS from the current step; evaluate, checkpoint and return the
+        final metrics. ``metrics["status"]`` is ``completed``, ``interrupted`` (a signal set
+        :attr:`stop_requested`; a checkpoint was written) or ``diverged``."""
         wall0 = time.perf_counter()
         tc = self.cfg.trainer
+        if self.step == 0:
+            self.save()  # a run killed at any moment after this can be resumed
+        self._good = copy.deepcopy(self.training_state())
         while self.step < self.total_steps:
             self.stage = "adam" if self.step < tc.steps else "lbfgs"
             if self.stage == "lbfgs":
@@ -225,31 +321,52 @@ class Trainer:
             t0 = time.perf_counter()
             terms = self.adam_step() if self.stage == "adam" else self.lbfgs_step()
             self.train_seconds += time.perf_counter() - t0
-            if not all(math.isfinite(v) for v in terms.values()):
-                raise FloatingPointError(f"non-finite loss at step {self.step}: {terms}")
+            if not (all(math.isfinite(v) for v in terms.values()) and self._params_finite()):
+                message = self._recover(self.step)
+                if message is not None:
+                    return self._metrics("diverged", wall0, message=message)
+                continue
             self._after_step(terms, t0)
+            if self.stop_requested:
+                self.save()
+                metrics = self._metrics("interrupted", wall0, message=(
+                    f"{self.stop_requested} received: stopped at step {self.step}, checkpoint "
+                    f"written to {self.paths.last_checkpoint}"))
+                metrics["stopped_by"] = self.stop_requested
+                return metrics
         if self.has_bn and self.cfg.bn.calibrate_at_end and self.bn_mode != "frozen":
             self.calibrate("end of training")
         if self.has_bn and self.cfg.log.divergence_every:
             self.divergence()
         errors = self.evaluate()
         self.save()
-        wall = time.perf_counter() - wall0
+        return self._metrics("completed", wall0, errors)
+
+    def _params_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _metrics(self, status: str, wall0: float, errors: Optional[Dict[str, float]] = None,
+                 message: Optional[str] = None) -> Dict[str, object]:
+        tc = self.cfg.trainer
         metrics: Dict[str, object] = {
-            "status": "completed",
+            "status": status,
             "steps": self.step,
             "adam_steps": int(tc.steps),
             "lbfgs_steps": int(tc.lbfgs_steps),
-            "wall_time_s": wall,
+            "wall_time_s": time.perf_counter() - wall0,
             "train_time_s": self.train_seconds,
             "steps_per_s": self.step / max(self.train_seconds, 1e-9),
             "reference": self.pde.reference_kind,
+            "rollbacks": self.rollbacks,
         }
+        if message:
+            metrics["message"] = message
         metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
-        metrics.update({f"error/{k}": v for k, v in errors.items()})
+        metrics.update({f"error/{k}": v for k, v in (errors or {}).items()})
         if self.has_bn:
             metrics["bn_mode"] = self.bn_mode
-            metrics["bn_events"] = self.events
             metrics["divergence_time_s"] = self.divergence_seconds
             metrics.update({f"divergence/{k}": v for k, v in self.last_divergence.items()})
+        if self.events:
+            metrics["events"] = self.events
         return metrics

@@ -47,7 +47,7 @@ def test_fit_with_bn_logs_divergence_and_round_trips(tmp_path):
     metrics = run(cfg, RunPaths(tmp_path))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["bn_mode"] == "frozen"  # the L-BFGS stage always runs frozen
-    assert any(e["event"] == "freeze (L-BFGS stage)" and e["step"] == 8 for e in saved["bn_events"])
+    assert any(e["event"] == "freeze (L-BFGS stage)" and e["step"] == 8 for e in saved["events"])
     for key in ("divergence/U/rel_l2", "divergence/Uxx/rel_l2", "divergence/residual/rel_l2",
                 "divergence/grad/cosine", "divergence/loss/rel", "divergence/bn/layer0/var_gap"):
         assert key in saved, key
@@ -81,7 +81,7 @@ def test_detached_run_is_calibrated_at_the_end(tmp_path):
     tr = build_trainer(cfg, RunPaths(tmp_path))
     metrics = tr.fit()
     assert metrics["bn_mode"] == "detached"
-    assert metrics["bn_events"][-1]["event"] == "calibrate (end of training)"
+    assert metrics["events"][-1]["event"] == "calibrate (end of training)"
     # The loss is measured on the interior set the calibration used: identical paths.
     assert metrics["divergence/loss/rel"] < 1e-12
     assert metrics["divergence/grad/cosine"] == pytest.approx(1, abs=1e-12)
@@ -109,5 +109,5 @@ def test_fit_freezes_at_the_configured_step(tmp_path):
                        "bn.freeze_at=3", "log.divergence_every=2"])
     metrics = build_trainer(cfg, RunPaths(tmp_path)).fit()
     assert metrics["bn_mode"] == "frozen"
-    assert metrics["bn_events"] == [{"step": 3, "event": "calibrate (bn.freeze_at)"},
+    assert metrics["events"] == [{"step": 3, "event": "calibrate (bn.freeze_at)"},
                                     {"step": 3, "event": "freeze (bn.freeze_at)"}]
