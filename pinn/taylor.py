@@ -123,10 +123,19 @@ def channels_for(needed: Iterable[str]) -> Tuple[Tuple[str, ...], Tuple[str, ...
 
 # -- the per-layer arithmetic (pure tensor functions: these are what gets compiled) -----------
 
+def _tanh(z: Tensor) -> Tensor:
+    """tanh through expm1: tanh|z| = -e / (2 + e) with e = expm1(-2|z|) in (-1, 0].
+
+    The vectorized exponential costs about a third of the vectorized tanh on this CPU, and this
+    form keeps full relative precision near 0 and never overflows."""
+    e = torch.expm1(-2 * z.abs())
+    return torch.copysign(-e / (2 + e), z)
+
+
 def _activation(kind: str, z: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """f(z), f'(z), f''(z) elementwise, each shaped like z."""
     if kind == "tanh":
-        a = torch.tanh(z)
+        a = _tanh(z)
         f1 = 1 - a * a
         return a, f1, -2 * a * f1
     if kind == "sin":
@@ -143,6 +152,11 @@ def _activation(kind: str, z: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     raise ValueError(f"unknown activation {kind!r}")
 
 
+# Layout. Activations are kept feature-major, (w, C, N): feature j, channel c, point n. A
+# Linear layer is then W @ H.view(w_in, C * N), one matrix product whose long dimension is the
+# contiguous one (on this CPU about 20% faster than (C * N, w) @ W^T for w = 20..80), and the
+# pointwise maps run over contiguous rows of N points with a per-row bias.
+
 def _pointwise(kind: str, n2: int, sel: Tuple[int, int], y0: Tensor, d1: Optional[Tensor],
                d2: Optional[Tensor], bias: Optional[Tensor], bn: Optional[tuple]) -> Tensor:
     """Bias, batch normalization with constant statistics and the activation, on all channels.
@@ -152,69 +166,76 @@ def _pointwise(kind: str, n2: int, sel: Tuple[int, int], y0: Tensor, d1: Optiona
         n2: number of second-derivative channels.
         sel: (start, stop) of the first-derivative channels that the second-derivative
             channels belong to (Uxx needs x, Utt needs t).
-        y0: (N, w) value rows of the linear map, bias not yet added.
-        d1: (n1, N or 1, w) first-derivative rows (a broadcast row after the first layer,
-            where they do not depend on the point), or None when n1 = 0.
-        d2: (n2, N, w) second-derivative rows, or None where they are zero (first layer).
+        y0: (w, N) value rows of the linear map, bias not yet added.
+        d1: (w, n1, N or 1) first-derivative rows (one column after the first layer, where
+            they do not depend on the point), or None when n1 = 0.
+        d2: (w, n2, N) second-derivative rows, or None where they are zero (first layer).
         bias: (w,) or None.
         bn: None, or (mean, var, eps, weight, beta) with mean, var constants (w,).
 
     Returns:
-        (1 + n1 + n2, N, w) stacked activations [a; a_first...; a_second...].
+        (w, 1 + n1 + n2, N) stacked activations [a; a_first...; a_second...].
     """
-    z = y0 if bias is None else y0 + bias
+    z = y0 if bias is None else y0 + bias[:, None]
     if bn is not None:
         mean, var, eps, weight, beta = bn
-        s = torch.rsqrt(var + eps) * weight
-        z = (z - mean) * s + beta
+        s = (torch.rsqrt(var + eps) * weight)[:, None]
+        z = (z - mean[:, None]) * s + beta[:, None]
+        s = s[:, None]
         d1 = None if d1 is None else d1 * s
         d2 = None if d2 is None else d2 * s
     a, f1, f2 = _activation(kind, z)
-    parts = [a.unsqueeze(0)]
+    parts = [a[:, None]]
     if d1 is not None:
+        f1 = f1[:, None]
         parts.append(f1 * d1)
         if n2:
-            e = d1[sel[0]:sel[1]]
-            second = f2 * (e * e)
+            e = d1[:, sel[0]:sel[1]]
+            second = f2[:, None] * (e * e)
             if d2 is not None:
                 second = second + f1 * d2
             parts.append(second)
-    return torch.cat(parts, 0)
+    return torch.cat(parts, 1)
 
 
 def _input_rows(xt: Tensor, center: Tensor, scale: Tensor, W: Tensor,
                 first_idx: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:
-    """First Linear layer on the scaled input: value rows (N, w), bias not added, and the
-    first-derivative rows (n1, 1, w) = d/dx_i of (scaled input) W^T, the same for every point.
-    Second-derivative rows are zero (the input map is affine)."""
-    y0 = ((xt - center) * scale) @ W.t()
+    """First Linear layer on the scaled input: value rows (w, N), bias not added, and the
+    first-derivative rows (w, n1, 1) = d/d(x, t)_i of W (scaled input), the same for every
+    point. Second-derivative rows are zero (the input map is affine)."""
+    y0 = W @ ((xt - center) * scale).t()
     if not first_idx:
         return y0, None
-    J = (W * scale).t()  # (2, w): row i is d y / d (x, t)_i
-    return y0, J[list(first_idx)].unsqueeze(1)
+    J = W * scale  # (w, 2): column i is d y / d (x, t)_i
+    return y0, J[:, list(first_idx), None]
 
 
 def _linear_rows(H: Tensor, W: Tensor) -> Tensor:
-    """(C, N, w_in) -> (C, N, w_out): every channel through one matrix product (no bias)."""
-    C, N, w = H.shape
-    return (H.reshape(C * N, w) @ W.t()).view(C, N, W.shape[0])
+    """(w_in, C, N) -> (w_out, C, N): every channel through one matrix product (no bias)."""
+    w, C, N = H.shape
+    return (W @ H.reshape(w, C * N)).view(W.shape[0], C, N)
+
+
+def _head(H: Tensor, W: Tensor, b: Optional[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+    """Linear head on all channels: U (N, n_out) and the derivative channels, each (N, n_out)."""
+    Y = _linear_rows(H, W)  # (n_out, C, N)
+    U = Y[:, 0].t() if b is None else Y[:, 0].t() + b
+    return U.contiguous(), [Y[:, c].t().contiguous() for c in range(1, Y.shape[1])]
 
 
 def _chain(kinds: Tuple[str, ...], first_idx: Tuple[int, ...], n2: int, sel: Tuple[int, int],
            xt: Tensor, center: Tensor, scale: Tensor, weights: List[Tensor],
            biases: List[Optional[Tensor]], bns: List[Optional[tuple]], head_w: Tensor,
-           head_b: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-    """The whole network on all channels, BN statistics given: (U (N, n_out), D (C-1, N, n_out))."""
+           head_b: Optional[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+    """The whole network on all channels, BN statistics given: U and derivative channels."""
     n1 = len(first_idx)
     y0, d1 = _input_rows(xt, center, scale, weights[0], first_idx)
     H = _pointwise(kinds[0], n2, sel, y0, d1, None, biases[0], bns[0])
     for i in range(1, len(kinds)):
         Y = _linear_rows(H, weights[i])
-        H = _pointwise(kinds[i], n2, sel, Y[0], Y[1:1 + n1] if n1 else None,
-                       Y[1 + n1:] if n2 else None, biases[i], bns[i])
-    Y = _linear_rows(H, head_w)
-    U = Y[0] if head_b is None else Y[0] + head_b
-    return U, Y[1:]
+        H = _pointwise(kinds[i], n2, sel, Y[:, 0], Y[:, 1:1 + n1] if n1 else None,
+                       Y[:, 1 + n1:] if n2 else None, biases[i], bns[i])
+    return _head(H, head_w, head_b)
 
 
 # -- compilation ----------------------------------------------------------------------------
@@ -244,7 +265,8 @@ class _Compiled:
         self.failed: Optional[str] = None
         self.seen: set = set()
         try:
-            self.compiled = torch.compile(_fresh(fn), fullgraph=True, dynamic=False)
+            self.compiled = torch.compile(_fresh(fn), fullgraph=True, dynamic=False,
+                                          options=_COMPILE_OPTIONS or None)
         except Exception as e:  # noqa: BLE001 - any failure means: run eagerly
             self._fail(e)
 
@@ -310,6 +332,7 @@ class _Compiled:
         return self.eager(*args)
 
 
+_COMPILE_OPTIONS: dict = {}
 _EVENTS: List[dict] = []
 _COMPILED: Dict[tuple, _Compiled] = {}
 
@@ -423,7 +446,7 @@ def _chain_fn(kinds, first_idx, n2, sel):
     return chain
 
 
-def _pointwise_fn(kind, n2, sel, has_d2, has_bn):
+def _pointwise_fn(kind, n2, sel):
     def pointwise(y0, d1, d2, bias, bn):
         return _pointwise(kind, n2, sel, y0, d1, d2, bias, bn)
     return pointwise
@@ -439,22 +462,21 @@ def _layered(blocks, kinds, first_idx, n2, sel, xt, model, compile):
             d2 = None
         else:
             Y = _linear_rows(H, lin.weight)
-            y0, d1, d2 = Y[0], (Y[1:1 + n1] if n1 else None), (Y[1 + n1:] if n2 else None)
+            y0 = Y[:, 0]
+            d1 = Y[:, 1:1 + n1] if n1 else None
+            d2 = Y[:, 1 + n1:] if n2 else None
         stats = None
         if bn is not None:
             with torch.no_grad():
-                h = y0 if lin.bias is None else y0 + lin.bias
-            mean, var = bn.statistics(h)
+                h = y0 if lin.bias is None else y0 + lin.bias[:, None]
+            mean, var = bn.statistics(h.t())  # the layer's (N, w) pre-normalization values
             stats = (mean, var, float(bn.eps), bn.weight, bn.bias)
         if compile:
             key = ("layer", kind, n2, sel, i == 0, stats is not None)
             fn = _get_compiled(key, f"layer[{kind}; {'input' if i == 0 else 'hidden'}"
                                     f"{', bn' if stats is not None else ''}; {n1}+{n2} ch]",
-                               lambda: _pointwise_fn(kind, n2, sel, d2 is not None,
-                                                     stats is not None))
+                               lambda: _pointwise_fn(kind, n2, sel))
             H = fn(y0, d1, d2, lin.bias, stats)
         else:
             H = _pointwise(kind, n2, sel, y0, d1, d2, lin.bias, stats)
-    Y = _linear_rows(H, model.head.weight)
-    U = Y[0] if model.head.bias is None else Y[0] + model.head.bias
-    return U, Y[1:]
+    return _head(H, model.head.weight, model.head.bias)
