@@ -298,25 +298,14 @@ class _Compiled:
             if isinstance(v, (list, tuple)):
                 return type(v)(copy(u) for u in v)
             return v
-        cargs = [copy(a) for a in args]
-        leaves = []
-
-        def collect(v):
-            if isinstance(v, Tensor) and v.requires_grad:
-                leaves.append(v)
-            elif isinstance(v, (list, tuple)):
-                for u in v:
-                    collect(u)
-        collect(cargs)
+        cargs = copy(list(args))
+        leaves = [v for v in _flatten(cargs) if v.requires_grad]
         t0 = time.perf_counter()
-        out = self.compiled(*cargs)
-        outs = out if isinstance(out, (list, tuple)) else (out,)
-        if torch.is_grad_enabled() and leaves:
-            total = sum(o.sum() for o in outs if o.requires_grad)
-            if isinstance(total, Tensor):
-                torch.autograd.grad(total, leaves, allow_unused=True)
+        outs = [o for o in _flatten(self.compiled(*cargs)) if o.requires_grad]
+        if torch.is_grad_enabled() and leaves and outs:
+            torch.autograd.grad(sum(o.sum() for o in outs), leaves, allow_unused=True)
         _record(self.name, ok=True, seconds=time.perf_counter() - t0,
-                detail=f"signature {len(self.seen)}")
+                detail=f"signature {len(self.seen) + 1}")
 
     def __call__(self, *args):
         if self.compiled is not None:
@@ -330,6 +319,15 @@ class _Compiled:
                 self.seen.add(sig)
             return self.compiled(*args)
         return self.eager(*args)
+
+
+def _flatten(v) -> List[Tensor]:
+    """The tensors in a nest of lists and tuples, in order."""
+    if isinstance(v, Tensor):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        return [u for w in v for u in _flatten(w)]
+    return []
 
 
 _COMPILE_OPTIONS: dict = {}
