@@ -60,6 +60,12 @@ class NonFinitePolicy(str, Enum):
     stop = "stop"  # stop with the last good state checkpointed
 
 
+class Engine(str, Enum):
+    auto = "auto"  # taylor where it supports the network, else autograd
+    autograd = "autograd"  # reverse over reverse: the reference, any network
+    taylor = "taylor"  # forward Taylor mode through the MLP (BN detached/frozen only)
+
+
 class SamplerKind(str, Enum):
     uniform = "uniform"
     sobol = "sobol"
@@ -110,6 +116,14 @@ class BoundaryConfig:
     # list of them, one per output. Unused for periodic boundaries.
     left: Any = "0"
     right: Any = "0"
+
+
+@dataclass
+class DerivativesConfig:
+    engine: Engine = Engine.auto
+    # torch.compile the taylor engine's pointwise work; falls back to eager (reported) when
+    # the compiler is missing or fails.
+    compile: bool = False
 
 
 @dataclass
@@ -206,6 +220,7 @@ class TrainConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     bn: BNConfig = field(default_factory=BNConfig)
+    derivatives: DerivativesConfig = field(default_factory=DerivativesConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     log: LogConfig = field(default_factory=LogConfig)
     precision: Precision = Precision.float32
@@ -268,6 +283,9 @@ def validate(cfg: DictConfig) -> None:
              "an integer >= 0 (0 turns the divergence log off)")
     _require(cfg.log.divergence_points >= 2, "log.divergence_points",
              cfg.log.divergence_points, "an integer >= 2")
+    _require(not (choice(cfg.derivatives.engine) == "taylor" and choice(m.norm) == "batch"
+                  and choice(b.mode) == "batch"), "derivatives.engine", "taylor",
+             "with bn.mode=batch the batch statistics couple the points; use autograd (or auto)")
     coupled = (choice(m.norm) == "batch" and choice(b.mode) == "batch"
                and not b.allow_coupled_derivatives)
     _require(not coupled, "bn.mode", "batch",

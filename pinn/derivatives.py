@@ -26,10 +26,18 @@ def _grads(y: torch.Tensor, inputs: list, create_graph: bool) -> list:
                                     materialize_grads=True))
 
 
+ENGINES = ("autograd", "taylor")
+
+
 def compute_derivatives(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                         t: torch.Tensor, needed: Iterable[str] = DERIVATIVE_KEYS,
-                        create_graph: bool = True) -> Dict[str, torch.Tensor]:
+                        create_graph: bool = True, engine: str = "autograd",
+                        compile: bool = False) -> Dict[str, torch.Tensor]:
     """Evaluate the network and the input derivatives that ``needed`` names.
+
+    ``engine="autograd"`` (the reference) works for any callable; ``engine="taylor"`` pushes
+    the derivatives forward through a :class:`pinn.nn.MLP` in one pass (see
+    :mod:`pinn.taylor`), optionally through ``torch.compile`` (``compile=True``).
 
     Args:
         model: maps an (N, 2) tensor of columns (x, t) to (N, n_out).
@@ -41,6 +49,14 @@ def compute_derivatives(model: Callable[[torch.Tensor], torch.Tensor], x: torch.
     Returns:
         dict mapping each requested key to an (N, n_out) tensor.
     """
+    if engine == "taylor":
+        from pinn.taylor import taylor_derivatives
+
+        d = taylor_derivatives(model, x, t, needed, compile=compile)
+        return d if create_graph else {k: v.detach() for k, v in d.items()}
+    if engine != "autograd":
+        raise ValueError(f"derivatives.engine={engine!r} is not allowed: one of "
+                         f"{', '.join(ENGINES)}")
     needed = set(needed) | {"U"}
     unknown = needed - set(DERIVATIVE_KEYS)
     if unknown:

@@ -14,16 +14,16 @@ from pinn.sampling import Batch
 TERMS = ("res", "ic", "bc")
 
 
-def _initial_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor):
+def _initial_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor, **engine):
     """u - u0 at t_min, and u_t - v0 when the problem is second order in time: (N, k)."""
     v0 = pde.initial_velocity(x)
     if v0 is None:
         return model(torch.cat([x, t], dim=1)) - pde.initial(x)
-    d = compute_derivatives(model, x, t, {"Ut"})
+    d = compute_derivatives(model, x, t, {"Ut"}, **engine)
     return torch.cat([d["U"] - pde.initial(x), d["Ut"] - v0], dim=1)
 
 
-def _boundary_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor):
+def _boundary_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor, **engine):
     """Dirichlet: u - g; Neumann: u_x - g; periodic: the differences of u and u_x between the
     two ends. x, t hold pairs (x_min rows, then x_max rows, same t); returns (M, k)."""
     n = x.shape[0] // 2
@@ -31,14 +31,15 @@ def _boundary_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tenso
         u = model(torch.cat([x, t], dim=1))
         g = torch.cat([pde.boundary("left", t[:n]), pde.boundary("right", t[n:])])
         return u - g
-    d = compute_derivatives(model, x, t, {"Ux"})
+    d = compute_derivatives(model, x, t, {"Ux"}, **engine)
     if pde.boundary_kind == "neumann":
         g = torch.cat([pde.boundary("left", t[:n]), pde.boundary("right", t[n:])])
         return d["Ux"] - g
     return torch.cat([d["U"][:n] - d["U"][n:], d["Ux"][:n] - d["Ux"][n:]], dim=1)
 
 
-def loss_terms(model: nn.Module, pde: PDE, batch: Batch) -> Dict[str, torch.Tensor]:
+def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd",
+               compile: bool = False) -> Dict[str, torch.Tensor]:
     """Mean squares of the residual (interior), initial and boundary misfits.
 
     The three point sets are evaluated under one set of batch statistics, those of the interior
@@ -47,13 +48,15 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch) -> Dict[str, torch.Tens
     Returns:
         dict with scalar tensors ``res``, ``ic`` and (when there are boundary points) ``bc``.
     """
+    eng = {"engine": engine, "compile": compile}
     with shared_batch_statistics(model):
-        d = compute_derivatives(model, batch.x_int, batch.t_int, pde.derivatives)
+        d = compute_derivatives(model, batch.x_int, batch.t_int, pde.derivatives, **eng)
         res = pde.residual(batch.x_int, batch.t_int, d)  # (N, n_equations)
         terms = {"res": res.square().mean()}
-        terms["ic"] = _initial_misfit(model, pde, batch.x_ic, batch.t_ic).square().mean()
+        terms["ic"] = _initial_misfit(model, pde, batch.x_ic, batch.t_ic, **eng).square().mean()
         if batch.x_bc.shape[0] >= 2:
-            terms["bc"] = _boundary_misfit(model, pde, batch.x_bc, batch.t_bc).square().mean()
+            terms["bc"] = _boundary_misfit(model, pde, batch.x_bc, batch.t_bc,
+                                           **eng).square().mean()
     return terms
 
 
@@ -63,7 +66,7 @@ def weighted_total(terms: Mapping[str, torch.Tensor],
     return sum(float(weights.get(k, 1.0)) * v for k, v in terms.items())
 
 
-def pinn_loss(model: nn.Module, pde: PDE, batch: Batch,
-              weights: Mapping[str, float]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    terms = loss_terms(model, pde, batch)
+def pinn_loss(model: nn.Module, pde: PDE, batch: Batch, weights: Mapping[str, float],
+              **engine) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    terms = loss_terms(model, pde, batch, **engine)
     return weighted_total(terms, weights), terms

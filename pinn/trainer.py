@@ -79,6 +79,7 @@ class Trainer:
         self.stop_requested: Optional[str] = None  # set by a signal handler: "SIGTERM", ...
         self._nan_injected = False
         self._good: Optional[Dict[str, object]] = None  # last state known to be finite
+        self.engine: Optional[str] = None  # derivative engine in use (see _engine)
         self.has_bn = bool(bn_layers(model))
         if self.has_bn and cfg.log.divergence_every > 0:
             # A fixed probe set, drawn from its own generator so it never shifts the training
@@ -107,8 +108,22 @@ class Trainer:
             self.events.append({"step": self.step, "event": f"freeze ({reason})"})
 
     # -- one step -----------------------------------------------------------------------
+    def _engine(self) -> str:
+        """The derivative engine for this step; a change is recorded once as an event."""
+        from pinn.taylor import unsupported_reason
+
+        requested = choice(self.cfg.derivatives.engine)
+        reason = unsupported_reason(self.model) if requested != "autograd" else None
+        engine = "autograd" if requested == "autograd" or reason else "taylor"
+        if engine != self.engine:
+            self.engine = engine
+            note = f" (taylor: {reason})" if reason else ""
+            self.events.append({"step": self.step, "event": f"derivatives engine: {engine}{note}"})
+        return engine
+
     def _loss(self):
-        terms = loss_terms(self.model, self.pde, self.batch)
+        terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
+                           compile=bool(self.cfg.derivatives.compile))
         total = weighted_total(terms, self.weights)
         if self.cfg.trainer.debug_nan_at == self.step and not self._nan_injected:
             # Fault injection for tests of the non-finite policies: one NaN, once.
@@ -199,6 +214,7 @@ class Trainer:
             "last_terms": dict(self.last_terms),
             "rollbacks": self.rollbacks,
             "lr_factor": self.lr_factor,
+            "engine": self.engine,
         }
 
     def load_training_state(self, state: Dict[str, object]) -> None:
@@ -220,6 +236,7 @@ class Trainer:
         self.divergence_seconds = float(state["divergence_seconds"])
         self.last_terms = dict(state["last_terms"])
         self.rollbacks, self.lr_factor = int(state["rollbacks"]), float(state["lr_factor"])
+        self.engine = state["engine"]
 
     def save(self) -> None:
         """Write checkpoints/last.pt atomically; the previous one stays until this one is whole."""
@@ -358,7 +375,12 @@ class Trainer:
             "steps_per_s": self.step / max(self.train_seconds, 1e-9),
             "reference": self.pde.reference_kind,
             "rollbacks": self.rollbacks,
+            "derivatives_engine": self.engine,
         }
+        if self.cfg.derivatives.compile and self.engine == "taylor":
+            from pinn.taylor import compile_status
+
+            metrics["compile_status"] = compile_status()
         if message:
             metrics["message"] = message
         metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
