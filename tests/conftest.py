@@ -17,6 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 register_configs()
 
 
+def reference_dir() -> Path:
+    """The public reference data: $PINN_REFERENCE_DATA, or ../shared/data/reference."""
+    env = os.environ.get("PINN_REFERENCE_DATA")
+    if env:
+        return Path(env)
+    return REPO.parent / "shared" / "data" / "reference"
+
+
 def compose_cfg(overrides=()) -> DictConfig:
     """The run config as `python -m pinn.train` would compose it."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import reference_dir
+
 from pinn.reference.burgers import burgers_cole_hopf, recommended_n_quad
 
 NU = 0.01 / math.pi
@@ -25,11 +27,6 @@ _D2 = np.array([-1.0, 16.0, -30.0, 16.0, -1.0]) / 12.0
 _OFFSETS = np.arange(-2, 3)
 
 
-def _reference_dir() -> Path:
-    env = os.environ.get("PINN_REFERENCE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared/data/reference"
 
 
 def _simpson(f: np.ndarray, dx: float) -> np.ndarray:
@@ -43,7 +40,7 @@ def _simpson(f: np.ndarray, dx: float) -> np.ndarray:
 
 def test_matches_published_burgers_shock_data():
     sio = pytest.importorskip("scipy.io")
-    ref_dir = _reference_dir()
+    ref_dir = reference_dir()
     path = ref_dir / "raissi_pinns" / "burgers_shock.mat"
     if not path.is_file():
         pytest.skip(

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import reference_dir
+
 from pinn.reference.spectral import allen_cahn, fourier_interpolate, nls, solve_periodic
 
 # Fourth-order central-difference weights for a first derivative on offsets -2..2.
@@ -21,16 +23,11 @@ _D1 = np.array([1.0, -8.0, 0.0, 8.0, -1.0]) / 12.0
 _OFFSETS = np.arange(-2, 3)
 
 
-def _reference_dir() -> Path:
-    env = os.environ.get("PINN_REFERENCE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared/data/reference"
 
 
 def _load(relative: str) -> dict:
     sio = pytest.importorskip("scipy.io")
-    path = _reference_dir() / relative
+    path = reference_dir() / relative
     if not path.is_file():
         pytest.skip(
             f"reference data ../shared/data/reference not found; looked for {path} "

@@ -49,6 +49,8 @@ import warnings
 
 import numpy as np
 
+from pinn.reference.checks import check_points
+
 __all__ = ["burgers_cole_hopf", "recommended_n_quad"]
 
 #: Half-width of the truncated ``z`` range is ``sqrt(2 A + _TAIL)``; the tail is below exp(-_TAIL).
@@ -103,14 +105,7 @@ def burgers_cole_hopf(x: np.ndarray, t: np.ndarray, nu: float, n_quad: int = 512
         ValueError: If ``x`` or ``t`` is not 1-D or not finite, a time is negative, ``nu`` is not
             a positive finite number, or ``n_quad < 2``.
     """
-    x = np.asarray(x, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    if x.ndim != 1 or t.ndim != 1:
-        raise ValueError(f"x and t must be 1-D arrays, got shapes {x.shape} and {t.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(t))):
-        raise ValueError("x and t must be finite")
-    if t.size and t.min() < 0.0:
-        raise ValueError(f"times must be >= 0, got min(t) = {t.min()!r}")
+    x, t = check_points(x, t)
     nu = float(nu)
     if not (math.isfinite(nu) and nu > 0.0):
         raise ValueError(f"nu must be a positive finite number, got {nu!r}")

@@ -75,6 +75,8 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
+from pinn.reference.checks import check_points
+
 __all__ = ["solve_periodic", "fourier_interpolate", "allen_cahn", "nls"]
 
 #: Points on the circle around ``z`` used for the ETDRK4 coefficients at small ``|z|``.
@@ -357,18 +359,6 @@ def fourier_interpolate(
     return out.real.copy() if real else out
 
 
-def _check_points(x: np.ndarray, t: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    if x.ndim != 1 or t.ndim != 1:
-        raise ValueError(f"x and t must be 1-D arrays, got shapes {x.shape} and {t.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(t))):
-        raise ValueError("x and t must be finite")
-    if t.size and t.min() < 0.0:
-        raise ValueError(f"times must be >= 0, got min(t) = {t.min()!r}")
-    return x, t
-
-
 def _solve_on_points(
     symbol: np.ndarray,
     nonlinear: Callable[[np.ndarray], np.ndarray],
@@ -424,7 +414,7 @@ def allen_cahn(
     Raises:
         ValueError: If ``x`` or ``t`` is not 1-D or not finite, or a time is negative.
     """
-    x, t = _check_points(x, t)
+    x, t = check_points(x, t)
     length = 2.0
     k = 2.0 * np.pi * np.fft.fftfreq(n_modes, d=length / n_modes)
     symbol = -d * k * k
@@ -462,7 +452,7 @@ def nls(
     Raises:
         ValueError: If ``x`` or ``t`` is not 1-D or not finite, or a time is negative.
     """
-    x, t = _check_points(x, t)
+    x, t = check_points(x, t)
     length = 10.0
     k = 2.0 * np.pi * np.fft.fftfreq(n_modes, d=length / n_modes)
     symbol = -0.5j * k * k
