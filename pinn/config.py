@@ -122,8 +122,8 @@ class BoundaryConfig:
 class DerivativesConfig:
     engine: Engine = Engine.auto
     # torch.compile the taylor engine's pointwise work; falls back to eager (reported) when
-    # the compiler is missing or fails.
-    compile: bool = False
+    # the compiler is missing or fails. The compile time is paid once per run (and process).
+    compile: bool = True
 
 
 @dataclass

@@ -60,7 +60,7 @@ from pinn.nn.mlp import MLP, Sin
 from pinn.nn.norm import BatchNorm
 
 __all__ = ["unsupported_reason", "taylor_derivatives", "channels_for", "compile_status",
-           "compile_events", "reset_compiled", "tune_allocator", "allocator_status"]
+           "compile_events", "compile_seconds", "reset_compiled", "tune_allocator", "allocator_status"]
 
 log = logging.getLogger(__name__)
 
@@ -664,6 +664,12 @@ def compile_events() -> List[dict]:
     (compilation plus the first run; None on failure) and ``detail`` (argument shapes, or the
     error that caused the eager fallback)."""
     return [dict(e) for e in _EVENTS]
+
+
+def compile_seconds() -> float:
+    """Seconds spent compiling so far in this process (each successful compilation's time,
+    which includes one run of the compiled function)."""
+    return float(sum(e["seconds"] for e in _EVENTS if e["ok"]))
 
 
 def compile_status() -> str:

@@ -24,6 +24,7 @@ from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
 from pinn.sampling import Batch, Sampler
+from pinn.taylor import compile_seconds, compile_status, unsupported_reason
 
 
 def make_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -68,7 +69,8 @@ class Trainer:
                                                                  cfg.pde.eval_nt)
         self.step = 0
         self.stage = "adam"
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # optimizer steps, without compilation
+        self.compile_seconds = 0.0  # torch.compile time paid inside steps
         self.last_terms: Dict[str, float] = {}
         self.last_errors: Dict[str, float] = {}
         self.last_divergence: Dict[str, float] = {}
@@ -110,8 +112,6 @@ class Trainer:
     # -- one step -----------------------------------------------------------------------
     def _engine(self) -> str:
         """The derivative engine for this step; a change is recorded once as an event."""
-        from pinn.taylor import unsupported_reason
-
         requested = choice(self.cfg.derivatives.engine)
         reason = unsupported_reason(self.model) if requested != "autograd" else None
         engine = "autograd" if requested == "autograd" or reason else "taylor"
@@ -210,6 +210,7 @@ class Trainer:
             "bn_mode": self.bn_mode,
             "events": list(self.events),
             "train_seconds": self.train_seconds,
+            "compile_seconds": self.compile_seconds,
             "divergence_seconds": self.divergence_seconds,
             "last_terms": dict(self.last_terms),
             "rollbacks": self.rollbacks,
@@ -233,6 +234,7 @@ class Trainer:
         self.step, self.stage = int(state["step"]), str(state["stage"])
         self.events = list(state["events"])
         self.train_seconds = float(state["train_seconds"])
+        self.compile_seconds = float(state.get("compile_seconds", 0.0))
         self.divergence_seconds = float(state["divergence_seconds"])
         self.last_terms = dict(state["last_terms"])
         self.rollbacks, self.lr_factor = int(state["rollbacks"]), float(state["lr_factor"])
@@ -335,9 +337,11 @@ class Trainer:
                 self.freeze("L-BFGS stage")
             elif self.cfg.bn.freeze_at is not None and self.step == self.cfg.bn.freeze_at:
                 self.freeze("bn.freeze_at")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), compile_seconds()
             terms = self.adam_step() if self.stage == "adam" else self.lbfgs_step()
-            self.train_seconds += time.perf_counter() - t0
+            compiling = compile_seconds() - c0
+            self.compile_seconds += compiling
+            self.train_seconds += time.perf_counter() - t0 - compiling
             if not (all(math.isfinite(v) for v in terms.values()) and self._params_finite()):
                 message = self._recover(self.step)
                 if message is not None:
@@ -378,9 +382,8 @@ class Trainer:
             "derivatives_engine": self.engine,
         }
         if self.cfg.derivatives.compile and self.engine == "taylor":
-            from pinn.taylor import compile_status
-
             metrics["compile_status"] = compile_status()
+            metrics["compile_time_s"] = self.compile_seconds
         if message:
             metrics["message"] = message
         metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})

@@ -25,15 +25,34 @@ def reference_dir() -> Path:
     return REPO.parent / "shared" / "data" / "reference"
 
 
+# Tests run a few steps each, too few to repay torch.compile (seconds per process), so they
+# train eagerly unless they ask for compilation themselves; test_cli.py has one run with the
+# default (compiled) setting, and tests/test_taylor.py checks the compiled code.
+EAGER = "derivatives.compile=false"
+
+
+def eager(overrides) -> list:
+    """``overrides`` plus ``derivatives.compile=false`` unless they set it already."""
+    overrides = list(overrides)
+    if any(o.lstrip("+~").startswith("derivatives.compile=") for o in overrides):
+        return overrides
+    return [*overrides, EAGER]
+
+
 def compose_cfg(overrides=()) -> DictConfig:
-    """The run config as `python -m pinn.train` would compose it."""
+    """The run config as `python -m pinn.train` would compose it (without compilation unless
+    ``overrides`` set ``derivatives.compile``)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name="train", overrides=eager(overrides))
 
 
-def run_cli(args, cwd, module="pinn.train", timeout=300, env=None) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args...` in a subprocess with one torch thread."""
+def run_cli(args, cwd, module="pinn.train", timeout=300, env=None,
+            defaults=False) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` in a subprocess with one torch thread (training
+    without compilation unless ``args`` set ``derivatives.compile`` or ``defaults`` is true)."""
     e = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    if module == "pinn.train" and not defaults and "--help" not in args and "--cfg" not in args:
+        args = eager(args)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=e,
                           capture_output=True, text=True, timeout=timeout)
 

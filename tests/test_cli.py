@@ -85,3 +85,29 @@ def test_multirun_gives_one_folder_per_job_with_hparams(tmp_path):
         assert "_hparams_/session_start_info" in ea.PluginTagToContent("hparams"), d
         lrs.append(ea.Scalars("lr")[0].value)
     assert lrs[0] == pytest.approx(1e-3, rel=1e-2) and lrs[1] == pytest.approx(1e-2, rel=1e-2)
+
+
+def test_default_run_compiles_and_trains_the_same_function(tmp_path):
+    """With the default settings the taylor engine is compiled (or, without a working
+    compiler, falls back to eager and says so); compiled and eager training agree to rounding
+    in float64, and the compile time is reported apart from the training time."""
+    common = ["precision=float64", *SMALL, "log.figures=false"]
+    p = run_cli([*common, f"hydra.run.dir={tmp_path / 'compiled'}"], cwd=REPO, defaults=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    q = run_cli([*common, "derivatives.compile=false", f"hydra.run.dir={tmp_path / 'eager'}"],
+                cwd=REPO)
+    assert q.returncode == 0, q.stderr[-3000:]
+    compiled = json.loads((tmp_path / "compiled" / "metrics.json").read_text())
+    eager_run = json.loads((tmp_path / "eager" / "metrics.json").read_text())
+    assert compiled["derivatives_engine"] == eager_run["derivatives_engine"] == "taylor"
+    assert "compile_status" not in eager_run
+    status = compiled["compile_status"]
+    assert "compile_status" in p.stdout
+    if status.startswith("compiled"):
+        assert compiled["compile_time_s"] > 0
+        assert compiled["train_time_s"] + compiled["compile_time_s"] < compiled["wall_time_s"]
+    else:  # no usable compiler here: the fallback is reported, once
+        assert "eager fallback" in status
+        assert p.stderr.count("torch.compile failed") <= 2  # one per compiled function
+    for key in ("loss/total", "loss/res", "error/l2_rel/u"):
+        assert compiled[key] == pytest.approx(eager_run[key], rel=1e-10), key

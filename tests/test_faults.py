@@ -15,7 +15,7 @@ import pinn
 from pinn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, Checkpoint
 from pinn.paths import RunPaths
 from pinn.train import build_trainer
-from tests.conftest import REPO, compose_cfg, run_cli
+from tests.conftest import REPO, compose_cfg, eager, run_cli
 
 # float64, BN frozen at step 8, Adam until 12, then L-BFGS until 18; checkpoints every 3 steps.
 EXACT = ["pde=heat", "precision=float64", "model.norm=batch", "model.depth=2", "model.width=12",
@@ -63,7 +63,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_bitwise(stop_at, tmp_path,
 
 
 def _train_cmd(run_dir, extra=()):
-    return [sys.executable, "-m", "pinn.train", *EXACT, "trainer.steps=300",
+    return [sys.executable, "-m", "pinn.train", *eager(EXACT), "trainer.steps=300",
             "trainer.lbfgs_steps=20", "trainer.checkpoint_every=7", *extra,
             f"hydra.run.dir={run_dir}"]
 
