@@ -672,19 +672,20 @@ def compile_seconds() -> float:
     return float(sum(e["seconds"] for e in _EVENTS if e["ok"]))
 
 
-def compile_status() -> str:
-    """One line on compilation in this process: unused, compiled (with the total compile
-    time), or falling back to eager and why."""
-    if not _EVENTS:
-        return "eager (nothing compiled)"
-    ok = [e for e in _EVENTS if e["ok"]]
+def compile_status(since: int = 0) -> str:
+    """One line on compilation: what was compiled after the first ``since`` events of
+    :func:`compile_events` (with the compile time), graphs reused from earlier in this process,
+    or falling back to eager and why (a fallback lasts for the process)."""
+    ok = [e for e in _EVENTS[since:] if e["ok"]]
     failed = [e for e in _EVENTS if not e["ok"]]
     parts = []
     if ok:
         parts.append(f"compiled {len(ok)} graph(s) in {sum(e['seconds'] for e in ok):.1f} s")
+    elif any(e["ok"] for e in _EVENTS[:since]):
+        parts.append("reused the graphs compiled earlier in this process")
     if failed:
         parts.append(f"eager fallback for {len(failed)} function(s): {failed[0]['detail']}")
-    return "; ".join(parts)
+    return "; ".join(parts) or "eager (nothing compiled)"
 
 
 def reset_compiled() -> None:

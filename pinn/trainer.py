@@ -24,7 +24,7 @@ from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
 from pinn.sampling import Batch, Sampler
-from pinn.taylor import compile_seconds, compile_status, unsupported_reason
+from pinn.taylor import compile_events, compile_seconds, compile_status, unsupported_reason
 
 
 def make_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -71,6 +71,7 @@ class Trainer:
         self.stage = "adam"
         self.train_seconds = 0.0  # optimizer steps, without compilation
         self.compile_seconds = 0.0  # torch.compile time paid inside steps
+        self._compile_events0 = len(compile_events())  # earlier runs in this process
         self.last_terms: Dict[str, float] = {}
         self.last_errors: Dict[str, float] = {}
         self.last_divergence: Dict[str, float] = {}
@@ -382,7 +383,7 @@ class Trainer:
             "derivatives_engine": self.engine,
         }
         if self.cfg.derivatives.compile and self.engine == "taylor":
-            metrics["compile_status"] = compile_status()
+            metrics["compile_status"] = compile_status(since=self._compile_events0)
             metrics["compile_time_s"] = self.compile_seconds
         if message:
             metrics["message"] = message

@@ -312,6 +312,8 @@ def test_compiled_functions_trace_as_one_graph(monkeypatch, activation, norm):
     n = len(events)
     taylor_derivatives(model, x, t, compile=True)  # same shapes: nothing new to compile
     assert len(compile_events()) == n
+    # A later run in the same process (a sweep's next job) reuses them and says so.
+    assert compile_status(since=n) == "reused the graphs compiled earlier in this process"
 
 
 def test_compile_status_before_any_compilation():
