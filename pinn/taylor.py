@@ -601,8 +601,10 @@ class _Compiled:
     The first call with each new argument signature (shapes, dtypes) is timed; when it compiled
     a graph, the time (compilation plus one run) is recorded. Any exception from the compiler
     (none installed, an unsupported operation, failed code generation) switches to ``eager``
-    (the same function written for eager execution) for good; the reason is recorded and
-    logged once. The functions have no side effects, so the failed call is simply repeated.
+    (the same function written for eager execution) for good, and every function compiled
+    later in the process runs eagerly from the start: a compiler that failed once is not
+    retried (each try would cost seconds). The reason is recorded and logged once. The
+    functions have no side effects, so the failed call is simply repeated.
     """
 
     def __init__(self, name: str, fn: Callable, eager: Callable):
@@ -610,18 +612,22 @@ class _Compiled:
         self.eager = eager  # same results as fn, written for eager execution
         self.compiled: Optional[Callable] = None
         self.seen: set = set()
+        if _broken_compiler():
+            return
         try:
             self.compiled = torch.compile(_fresh(fn), fullgraph=True)
         except Exception as e:  # noqa: BLE001 - whatever the failure, run eagerly
             self._fail(e)
 
-    def _fail(self, e: BaseException) -> None:
+    def _fail(self, e: BaseException, seconds: Optional[float] = None) -> None:
         msg = str(e).strip()
         detail = f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"[:300]
         self.compiled = None
-        _EVENTS.append({"function": self.name, "ok": False, "seconds": None, "detail": detail})
-        log.warning("taylor: torch.compile failed for %s; running it eagerly (%s)",
-                    self.name, detail)
+        first = not _broken_compiler()
+        _EVENTS.append({"function": self.name, "ok": False, "seconds": seconds, "detail": detail})
+        if first:
+            log.warning("taylor: torch.compile failed for %s; running eagerly from now on (%s)",
+                        self.name, detail)
 
     def __call__(self, *args):
         if self.compiled is None:
@@ -629,11 +635,14 @@ class _Compiled:
         sig = _signature(args)
         if sig in self.seen:
             return self.compiled(*args)
+        if _broken_compiler():  # another function's compilation failed: do not retry
+            self.compiled = None
+            return self.eager(*args)
         before, t0 = _graph_count(), time.perf_counter()
         try:
             out = self.compiled(*args)
         except Exception as e:  # noqa: BLE001
-            self._fail(e)
+            self._fail(e, time.perf_counter() - t0)
             return self.eager(*args)
         seconds = time.perf_counter() - t0
         self.seen.add(sig)
@@ -644,6 +653,11 @@ class _Compiled:
                             "detail": shapes})
             log.info("taylor: compiled %s in %.1f s", self.name, seconds)
         return out
+
+
+def _broken_compiler() -> bool:
+    """Whether a compilation has failed in this process (see :class:`_Compiled`)."""
+    return any(not e["ok"] for e in _EVENTS)
 
 
 def _flatten(v) -> List[Tensor]:
@@ -661,15 +675,16 @@ _CACHE: Dict[tuple, Tuple[Callable, Callable]] = {}
 
 def compile_events() -> List[dict]:
     """Every compilation so far: ``function`` (which pointwise map), ``ok``, ``seconds``
-    (compilation plus the first run; None on failure) and ``detail`` (argument shapes, or the
-    error that caused the eager fallback)."""
+    (compilation plus the first run; for a failure the time the attempt took, None when it
+    failed before running) and ``detail`` (argument shapes, or the error that caused the eager
+    fallback)."""
     return [dict(e) for e in _EVENTS]
 
 
 def compile_seconds() -> float:
-    """Seconds spent compiling so far in this process (each successful compilation's time,
-    which includes one run of the compiled function)."""
-    return float(sum(e["seconds"] for e in _EVENTS if e["ok"]))
+    """Seconds spent compiling so far in this process: each compilation's time (including one
+    run of the compiled function) and the time lost to failed attempts."""
+    return float(sum(e["seconds"] or 0.0 for e in _EVENTS))
 
 
 def compile_status(since: int = 0) -> str:
@@ -684,7 +699,8 @@ def compile_status(since: int = 0) -> str:
     elif any(e["ok"] for e in _EVENTS[:since]):
         parts.append("reused the graphs compiled earlier in this process")
     if failed:
-        parts.append(f"eager fallback for {len(failed)} function(s): {failed[0]['detail']}")
+        lost = sum(e["seconds"] or 0.0 for e in failed)
+        parts.append(f"eager fallback ({lost:.1f} s lost): {failed[0]['detail']}")
     return "; ".join(parts) or "eager (nothing compiled)"
 
 
