@@ -360,7 +360,9 @@ def test_hostile_input_is_rejected_cleanly_and_fast(source):
         parse(source, NAMES, KEY)
     elapsed = time.perf_counter() - start
     message = str(info.value)
-    assert elapsed < 0.1, f"took {elapsed:.3f} s"
+    # A guard against blow-ups (huge powers, deep recursion), which take minutes or forever;
+    # each input takes milliseconds, the bound leaves room for a loaded 2-core CI machine.
+    assert elapsed < 2.0, f"took {elapsed:.3f} s"
     assert message.startswith(f"{KEY}: ")
     assert "\n" not in message and len(message) < 600
     if token is not None:

@@ -113,3 +113,23 @@ def test_fit_freezes_at_the_configured_step(tmp_path):
     bn_events = [e for e in metrics["events"] if "engine" not in e["event"]]
     assert bn_events == [{"step": 3, "event": "calibrate (bn.freeze_at)"},
                          {"step": 3, "event": "freeze (bn.freeze_at)"}]
+
+
+def test_lbfgs_reuses_its_last_evaluation_without_changing_the_trajectory(tmp_path):
+    """Handing back the line search's last loss and gradient at the start of the next L-BFGS
+    iteration gives bitwise the same parameters as recomputing them, with fewer evaluations;
+    the BN statistics are calibrated (frozen) at the switch, so the network has BN here."""
+    runs = {}
+    for reuse in (True, False):
+        cfg = compose_cfg([*BN_SMALL, "trainer.steps=5", "trainer.lbfgs_steps=12"])
+        tr = build_trainer(cfg, RunPaths(tmp_path / str(reuse)))
+        tr.reuse_evaluations = reuse
+        calls = []
+        loss = tr._loss
+        tr._loss = lambda: calls.append(tr.stage) or loss()
+        assert tr.fit()["status"] == "completed"
+        runs[reuse] = ([p.detach().clone() for p in tr.model.parameters()],
+                       calls.count("lbfgs"))
+    (fast, n_fast), (slow, n_slow) = runs[True], runs[False]
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+    assert n_fast <= n_slow - 11  # one saved evaluation per iteration after the first
