@@ -41,8 +41,12 @@ class RunLogger:
         if progress and total_steps > 0:
             from tqdm.auto import tqdm
 
+            # On a terminal the bar redraws twice a second; into a file (nohup, a batch
+            # job's log) one line every 30 s instead of a carriage return every few steps.
+            interactive = sys.stderr.isatty()
             self.bar = tqdm(total=total_steps, initial=purge_step or 0, unit="step",
-                            file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+                            file=sys.stderr, dynamic_ncols=True,
+                            mininterval=0.5 if interactive else 30.0)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.writer is not None:
@@ -62,10 +66,9 @@ class RunLogger:
 
     def progress(self, step: int, loss: float, steps_per_s: float, stage: str) -> None:
         if self.bar is not None:
-            self.bar.n = step
             self.bar.set_postfix_str(f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s",
                                      refresh=False)
-            self.bar.refresh()
+            self.bar.update(step - self.bar.n)  # redraws at most every mininterval
 
     def finish(self, hparams: Mapping[str, object], metrics: Mapping[str, object]) -> None:
         """Write metrics.json atomically and the HParams summary, then close."""
