@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Tuple, Union
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from pinn.checkpoint import load_checkpoint
-from pinn.config import TrainConfig
+from pinn.config import load_saved_config
 from pinn.nn import build_model, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
@@ -27,8 +27,7 @@ def load_run(run_dir: Union[str, Path]) -> Tuple[nn.Module, DictConfig]:
     paths = RunPaths(Path(run_dir))
     ckpt = load_checkpoint(paths.last_checkpoint)
     # The checkpoint carries the resolved config; merging onto the schema restores its types.
-    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig),
-                          OmegaConf.create(ckpt.config_yaml))
+    cfg = load_saved_config(ckpt.config_yaml)
     pde = build_pde(cfg.pde)
     model = build_model(cfg, pde.n_out)
     model.load_state_dict(ckpt.model)  # includes BN running statistics and calibration flags

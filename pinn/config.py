@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 def _find_config_dir() -> Path:
@@ -69,6 +69,23 @@ class Engine(str, Enum):
 class SamplerKind(str, Enum):
     uniform = "uniform"
     sobol = "sobol"
+
+
+class QNMethod(str, Enum):
+    lbfgs = "lbfgs"  # torch's limited-memory BFGS (any network size)
+    bfgs = "bfgs"  # dense inverse-Hessian BFGS
+    ssbfgs = "ssbfgs"  # self-scaled BFGS (Al-Baali)
+    ssbroyden = "ssbroyden"  # self-scaled Broyden (Al-Baali & Khalfan)
+
+
+class LineSearchFailure(str, Enum):
+    reset = "reset"  # reset the inverse Hessian and go on; stop if that fails again
+    stop = "stop"  # end training at the first failed line search
+
+
+class Adaptive(str, Enum):
+    none = "none"  # redraws (if any) are plain draws of the sampler's kind
+    rad = "rad"  # residual-based adaptive distribution (Wu et al. 2023)
 
 
 class Scheduler(str, Enum):
@@ -163,8 +180,16 @@ class OptimConfig:
     decay_rate: float = 0.9
     decay_steps: int = 1000
     min_lr_ratio: float = 0.01
+    # The quasi-Newton stage after Adam (trainer.qn_steps iterations).
+    qn: QNMethod = QNMethod.lbfgs
     lbfgs_lr: float = 1.0
     lbfgs_history: int = 50
+    # Dense methods (bfgs, ssbfgs, ssbroyden) keep an n x n inverse Hessian: refuse larger n.
+    max_dense_params: int = 10000
+    wolfe_c1: float = 1.0e-4
+    wolfe_c2: float = 0.9
+    line_search_evals: int = 25
+    on_line_search_failure: LineSearchFailure = LineSearchFailure.reset
 
 
 @dataclass
@@ -173,14 +198,24 @@ class SamplerConfig:
     n_interior: int = 2000
     n_initial: int = 200
     n_boundary: int = 200
-    # Draw fresh points every this many steps; 0 keeps the first draw for the whole run.
+    # Draw fresh points every this many steps (Adam and quasi-Newton alike); 0 keeps the
+    # first draw for the whole run.
     resample_every: int = 0
+    # rad: interior points of a redraw chosen among rad_oversample x n_interior candidates with
+    # probability |r|^rad_k / mean(|r|^rad_k) + rad_c (r: the PDE residual).
+    adaptive: Adaptive = Adaptive.none
+    rad_k: float = 1.0
+    rad_c: float = 1.0
+    rad_oversample: int = 5
 
 
 @dataclass
 class TrainerConfig:
     steps: int = 6000  # Adam steps
-    lbfgs_steps: int = 1500  # L-BFGS iterations after Adam
+    qn_steps: int = 1500  # quasi-Newton iterations after Adam (optim.qn)
+    # Wall-clock budget of the training loop in minutes (null: none); reaching it ends
+    # training early with an event, then evaluates and checkpoints as usual.
+    max_minutes: Optional[float] = None
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -232,6 +267,19 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
+def load_saved_config(config_yaml: str) -> DictConfig:
+    """A run's saved config on today's schema. Configs written before the quasi-Newton stage
+    was configurable (``trainer.qn_steps``) are read as ``trainer.qn_steps`` with
+    ``optim.qn=lbfgs``, which is what those runs did."""
+    saved = OmegaConf.create(config_yaml)
+    trainer = saved.get("trainer")
+    if trainer is not None and "qn_steps" in trainer:
+        trainer["qn_steps"] = trainer.pop("qn_steps")
+        if saved.get("optim") is not None and "qn" not in saved.optim:
+            saved.optim["qn"] = "lbfgs"
+    return OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
+
+
 class ConfigError(ValueError):
     """A config value that is well-typed but out of range; the message names the key."""
 
@@ -254,8 +302,19 @@ def validate(cfg: DictConfig) -> None:
     _require(s.n_initial >= 1, "sampler.n_initial", s.n_initial, "an integer >= 1")
     _require(s.n_boundary >= 0, "sampler.n_boundary", s.n_boundary, "an integer >= 0")
     _require(s.resample_every >= 0, "sampler.resample_every", s.resample_every, "an integer >= 0")
+    _require(choice(s.adaptive) == "none" or s.resample_every > 0, "sampler.adaptive", "rad",
+             "with sampler.resample_every=0 there are no redraws to adapt; set "
+             "sampler.resample_every to a number of steps > 0")
+    _require(math.isfinite(s.rad_k) and s.rad_k >= 0, "sampler.rad_k", s.rad_k,
+             "a number >= 0")
+    _require(math.isfinite(s.rad_c) and s.rad_c >= 0, "sampler.rad_c", s.rad_c,
+             "a number >= 0")
+    _require(s.rad_oversample >= 1, "sampler.rad_oversample", s.rad_oversample,
+             "an integer >= 1 (candidates per interior point)")
     _require(t.steps >= 0, "trainer.steps", t.steps, "an integer >= 0")
-    _require(t.lbfgs_steps >= 0, "trainer.lbfgs_steps", t.lbfgs_steps, "an integer >= 0")
+    _require(t.qn_steps >= 0, "trainer.qn_steps", t.qn_steps, "an integer >= 0")
+    _require(t.max_minutes is None or (math.isfinite(t.max_minutes) and t.max_minutes > 0),
+             "trainer.max_minutes", t.max_minutes, "null or a number > 0")
     for key in ("log_every", "eval_every", "checkpoint_every"):
         _require(t[key] >= 1, f"trainer.{key}", t[key], "an integer >= 1")
     _require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads,
@@ -265,6 +324,13 @@ def validate(cfg: DictConfig) -> None:
              "a number in (0, 1)")
     _require(math.isfinite(o.lr) and o.lr > 0, "optim.lr", o.lr, "a finite number > 0")
     _require(o.lbfgs_lr > 0, "optim.lbfgs_lr", o.lbfgs_lr, "a number > 0")
+    _require(o.lbfgs_history >= 1, "optim.lbfgs_history", o.lbfgs_history, "an integer >= 1")
+    _require(o.max_dense_params >= 1, "optim.max_dense_params", o.max_dense_params,
+             "an integer >= 1")
+    _require(0 < o.wolfe_c1 < o.wolfe_c2 < 1, "optim.wolfe_c1/wolfe_c2",
+             (o.wolfe_c1, o.wolfe_c2), "numbers with 0 < wolfe_c1 < wolfe_c2 < 1")
+    _require(o.line_search_evals >= 1, "optim.line_search_evals", o.line_search_evals,
+             "an integer >= 1")
     _require(o.decay_steps >= 1, "optim.decay_steps", o.decay_steps, "an integer >= 1")
     _require(0 < o.decay_rate <= 1, "optim.decay_rate", o.decay_rate, "a number in (0, 1]")
     _require(len(o.betas) == 2 and all(0 <= v < 1 for v in o.betas), "optim.betas",

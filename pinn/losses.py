@@ -60,6 +60,24 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
     return terms
 
 
+@torch.no_grad()
+def residual_magnitude(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor,
+                       engine: str = "autograd", compile: bool = False,
+                       chunk: int = 65536) -> torch.Tensor:
+    """|r| per point: the Euclidean norm of the residuals of all equations, (N,).
+
+    Evaluated in chunks of ``chunk`` points with the network as it is (call it in predict mode
+    so that batch statistics stay untouched); no graph is kept.
+    """
+    parts = []
+    for i in range(0, x.shape[0], chunk):
+        xi, ti = x[i:i + chunk], t[i:i + chunk]
+        d = compute_derivatives(model, xi, ti, pde.derivatives, create_graph=False,
+                                engine=engine, compile=compile)
+        parts.append(pde.residual(xi, ti, d).detach().square().sum(dim=1).sqrt())
+    return torch.cat(parts)
+
+
 def weighted_total(terms: Mapping[str, torch.Tensor],
                    weights: Mapping[str, float]) -> torch.Tensor:
     """sum_k weights[k] * terms[k]; a term without a weight counts with weight 1."""

@@ -19,9 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from pinn.config import CONFIG_DIR, ConfigError, TrainConfig, register_configs, validate
+from pinn.config import CONFIG_DIR, ConfigError, load_saved_config, register_configs, validate
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
+from pinn.optim.stages import check_quasi_newton
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
 from pinn.trainer import Trainer
@@ -53,7 +54,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
     pde = build_pde(cfg.pde)
     model = build_model(cfg, pde.n_out)
     logger = RunLogger(paths, tensorboard=cfg.log.tensorboard, progress=cfg.trainer.progress,
-                       total_steps=cfg.trainer.steps + cfg.trainer.lbfgs_steps,
+                       total_steps=cfg.trainer.steps + cfg.trainer.qn_steps,
                        purge_step=resume_step)
     return Trainer(cfg, model, pde, paths, logger)
 
@@ -88,7 +89,7 @@ def shape_differences(cfg: DictConfig, saved: DictConfig) -> List[str]:
 
 
 def _saved_config(ckpt: Checkpoint) -> DictConfig:
-    return OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(ckpt.config_yaml))
+    return load_saved_config(ckpt.config_yaml)
 
 
 def find_resume_run(cfg: DictConfig, this_run: Path) -> Path:
@@ -171,7 +172,9 @@ def main(cfg: DictConfig) -> float:
     resume = None
     try:
         validate(cfg)
-        build_pde(cfg.pde)
+        pde = build_pde(cfg.pde)
+        if cfg.trainer.qn_steps > 0:
+            check_quasi_newton(cfg.optim, list(build_model(cfg, pde.n_out).parameters()))
         if cfg.trainer.resume:
             paths = RunPaths(find_resume_run(cfg, paths.root))
             resume = load_checkpoint(paths.last_checkpoint)

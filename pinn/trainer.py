@@ -1,4 +1,5 @@
-"""The training loop: Adam with a schedule, then optional L-BFGS; evaluation and checkpoints.
+"""The training loop: Adam with a schedule, then a quasi-Newton stage; redraws of the points,
+evaluation and checkpoints.
 
 No printing here: everything a user sees goes through :class:`pinn.logs.RunLogger`.
 """
@@ -19,8 +20,9 @@ from pinn.divergence import custom_scalar_layout, measure_divergence
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
 from pinn.figures import prediction_figure
 from pinn.logs import RunLogger
-from pinn.losses import loss_terms, weighted_total
+from pinn.losses import loss_terms, residual_magnitude, weighted_total
 from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
+from pinn.optim.stages import build_quasi_newton
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
 from pinn.sampling import Batch, Sampler
@@ -55,24 +57,26 @@ class Trainer:
         self.cfg, self.model, self.pde, self.paths, self.logger = cfg, model, pde, paths, logger
         self.dtype = next(model.parameters()).dtype
         s = cfg.sampler
+        rad = (s.rad_k, s.rad_c, s.rad_oversample) if choice(s.adaptive) == "rad" else None
         self.sampler = Sampler(choice(s.kind), s.n_interior, s.n_initial, s.n_boundary,
                                (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
-                               torch.Generator().manual_seed(cfg.seed))
+                               torch.Generator().manual_seed(cfg.seed), rad=rad)
         self.batch = self.sampler.sample()
         self.weights = {k: float(v) for k, v in cfg.loss.weights.items()}
         o = cfg.optim
         self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas),
                                           weight_decay=o.weight_decay)
         self.scheduler = make_scheduler(o, self.optimizer, cfg.trainer.steps)
-        self.lbfgs: Optional[torch.optim.LBFGS] = None
+        self.qn = None  # the quasi-Newton stage (pinn.optim.stages), made when it starts
         self.grid = grid if grid is not None else make_eval_grid(pde, cfg.pde.eval_nx,
                                                                  cfg.pde.eval_nt)
         self.step = 0
         self.stage = "adam"
         self.train_seconds = 0.0  # optimizer steps, without compilation
         self.compile_seconds = 0.0  # torch.compile time paid inside steps
-        self._last_eval: Optional[dict] = None  # the L-BFGS closure's last loss and gradient
-        self.reuse_evaluations = True  # let the L-BFGS closure hand back its last evaluation
+        self.loop_seconds = 0.0  # the whole loop (steps, redraws, evaluations, checkpoints)
+        self.resample_seconds = 0.0
+        self.stop_reason: Optional[str] = None  # training ended early (budget, stalled search)
         self._compile_events0 = len(compile_events())  # earlier runs in this process
         self.last_terms: Dict[str, float] = {}
         self.last_errors: Dict[str, float] = {}
@@ -103,7 +107,8 @@ class Trainer:
     def calibrate(self, reason: str) -> None:
         """Exact population statistics of the current interior points, in one pass."""
         calibrate_bn(self.model, self.batch.x_int, self.batch.t_int)
-        self._last_eval = None  # same parameters, different function
+        if self.qn is not None:
+            self.qn.invalidate()  # same parameters, different function
         self.events.append({"step": self.step, "event": f"calibrate ({reason})"})
 
     def freeze(self, reason: str) -> None:
@@ -137,9 +142,6 @@ class Trainer:
 
     def adam_step(self) -> Dict[str, float]:
         """One Adam step on the current batch; returns the loss terms before the update."""
-        t = self.cfg.sampler.resample_every
-        if t and self.step > 0 and self.step % t == 0:
-            self.batch = self.sampler.sample()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         total, terms = self._loss()
@@ -154,57 +156,56 @@ class Trainer:
             self.scheduler.step()
         return values
 
-    def _make_lbfgs(self) -> torch.optim.LBFGS:
-        o = self.cfg.optim
-        # One iteration per step() call, so each is logged and checkpointed like an Adam step.
-        # max_eval bounds the line search of that iteration (its default, 5/4 of max_iter,
-        # would leave no line-search evaluations at all).
-        return torch.optim.LBFGS(self.model.parameters(), lr=o.lbfgs_lr * self.lr_factor,
-                                 max_iter=1, max_eval=25,
-                                 history_size=o.lbfgs_history, line_search_fn="strong_wolfe",
-                                 tolerance_grad=1e-12, tolerance_change=1e-15)
+    def _evaluate_loss(self):
+        """Loss and parameter gradient on the current batch (the quasi-Newton closure)."""
+        total, terms = self._loss()
+        total.backward()
+        return total, terms
 
-    def lbfgs_step(self) -> Dict[str, float]:
-        """One L-BFGS iteration (strong Wolfe line search) on a fixed batch.
-
-        Each ``step()`` first evaluates the loss at the current parameters, which the previous
-        iteration's line search has usually just evaluated (torch's LBFGS keeps nothing across
-        calls). The closure therefore remembers its last evaluation and, when the parameters
-        are bitwise the same (and the batch and BN statistics unchanged), hands back that loss
-        and gradient instead of recomputing them: the same numbers, half the evaluations.
-        """
-        if self.lbfgs is None:
-            self.lbfgs = self._make_lbfgs()
+    def qn_step(self) -> Dict[str, float]:
+        """One quasi-Newton iteration (``optim.qn``) on the current batch."""
+        if self.qn is None:
+            self.qn = build_quasi_newton(self.cfg.optim, list(self.model.parameters()),
+                                         self.lr_factor)
+            self.events.append({"step": self.step, "event": f"quasi-Newton stage: {self.qn.name}"})
         self.model.train()
-        seen: Dict[str, float] = {}
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        terms = self.qn.step(self._evaluate_loss)
+        info = self.qn.last
+        if info.get("reset"):
+            self.events.append({"step": self.step,
+                                "event": f"{self.qn.name}: inverse Hessian reset ({info['reset']})"})
+        if info.get("stalled"):
+            self.stop_reason = (f"{self.qn.name}: {info['stalled']}; training stopped "
+                                f"(optim.on_line_search_failure="
+                                f"{choice(self.cfg.optim.on_line_search_failure)})")
+            self.events.append({"step": self.step, "event": self.stop_reason})
+        return terms
 
-        def closure():
-            last = self._last_eval
-            if (self.reuse_evaluations and last is not None and last["batch"] is self.batch
-                    and all(torch.equal(p, q) for p, q in zip(params, last["params"]))):
-                for p, g in zip(params, last["grads"]):
-                    p.grad = None if g is None else g.clone()
-                total, terms = last["total"], last["terms"]
-            else:
-                self.lbfgs.zero_grad(set_to_none=True)
-                total, terms = self._loss()
-                total.backward()
-                self._last_eval = {
-                    "batch": self.batch,
-                    "params": [p.detach().clone() for p in params],
-                    "grads": [None if p.grad is None else p.grad.detach().clone()
-                              for p in params],
-                    "total": total.detach(),
-                    "terms": {k: v.detach() for k, v in terms.items()}}
-            if not seen:  # terms at the start of the iteration
-                seen.update({"total": total.item(), **{k: v.item() for k, v in terms.items()}})
-            elif not math.isfinite(total.item()):
-                seen["total"] = float("nan")  # a poisoned line search: recover like Adam
-            return total
+    # -- collocation points -------------------------------------------------------------
+    def _residual_magnitude(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """|r| at candidate points, by the predict-mode network (no statistics change)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return residual_magnitude(self.model, self.pde, x, t, engine=self._engine(),
+                                      compile=bool(self.cfg.derivatives.compile),
+                                      chunk=max(self.cfg.sampler.n_interior, 1))
+        finally:
+            self.model.train(was_training)
 
-        self.lbfgs.step(closure)
-        return seen
+    def resample(self) -> None:
+        """New collocation points (RAD when configured); the quasi-Newton curvature is kept."""
+        t0 = time.perf_counter()
+        adaptive = choice(self.cfg.sampler.adaptive) == "rad"
+        self.batch = self.sampler.sample(self._residual_magnitude if adaptive else None)
+        if self.qn is not None:
+            self.qn.invalidate()
+            check = getattr(self.qn, "ensure_positive_definite", None)
+            if check is not None and check():
+                self.events.append({"step": self.step, "event": (
+                    f"{self.qn.name}: inverse Hessian not positive definite at a redraw; "
+                    "reset to the identity")})
+        self.resample_seconds += time.perf_counter() - t0
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, with_figure: bool = True) -> Dict[str, float]:
@@ -229,7 +230,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None,
+            "qn": self.qn.state_dict() if self.qn is not None else None,
             "batch": {k: v.clone() for k, v in vars(self.batch).items()},
             "step": self.step,
             "stage": self.stage,
@@ -237,6 +238,8 @@ class Trainer:
             "events": list(self.events),
             "train_seconds": self.train_seconds,
             "compile_seconds": self.compile_seconds,
+            "loop_seconds": self.loop_seconds,
+            "resample_seconds": self.resample_seconds,
             "divergence_seconds": self.divergence_seconds,
             "last_terms": dict(self.last_terms),
             "rollbacks": self.rollbacks,
@@ -247,21 +250,24 @@ class Trainer:
     def load_training_state(self, state: Dict[str, object]) -> None:
         """Continue from :meth:`training_state` (a checkpoint's or an in-memory snapshot)."""
         self.model.load_state_dict(state["model"])
-        self._last_eval = None
         if state["bn_mode"] is not None:
             set_bn_mode(self.model, state["bn_mode"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
-        self.lbfgs = None
-        if state["lbfgs"] is not None:
-            self.lbfgs = self._make_lbfgs()
-            self.lbfgs.load_state_dict(state["lbfgs"])
+        self.qn = None
+        qn_state = state.get("qn", state.get("lbfgs"))  # "lbfgs": checkpoints before optim.qn
+        if qn_state is not None:
+            self.qn = build_quasi_newton(self.cfg.optim, list(self.model.parameters()),
+                                         float(state["lr_factor"]))
+            self.qn.load_state_dict(qn_state)
         self.batch = Batch(**{k: v.clone() for k, v in state["batch"].items()})
         self.step, self.stage = int(state["step"]), str(state["stage"])
         self.events = list(state["events"])
         self.train_seconds = float(state["train_seconds"])
         self.compile_seconds = float(state.get("compile_seconds", 0.0))
+        self.loop_seconds = float(state.get("loop_seconds", 0.0))
+        self.resample_seconds = float(state.get("resample_seconds", 0.0))
         self.divergence_seconds = float(state["divergence_seconds"])
         self.last_terms = dict(state["last_terms"])
         self.rollbacks, self.lr_factor = int(state["rollbacks"]), float(state["lr_factor"])
@@ -282,11 +288,14 @@ class Trainer:
         tc = self.cfg.trainer
         self.last_terms = terms
         if self.step % tc.log_every == 0 or self.step == self.total_steps:
-            lr = (self.optimizer.param_groups[0]["lr"] if self.stage == "adam"
-                  else self.lbfgs.param_groups[0]["lr"])
             values = {f"loss/{k}": v for k, v in terms.items()}
             values.update({f"weight/{k}": w for k, w in self.weights.items()})
-            values["lr"] = lr
+            if self.stage == "adam":
+                values["lr"] = self.optimizer.param_groups[0]["lr"]
+            else:
+                info = self.qn.last
+                values.update({f"qn/{k}": float(v) for k, v in info.items()
+                               if k in ("step", "evaluations", "tau", "phi")})
             values["steps_per_s"] = self.step / max(self.train_seconds, 1e-9)
             self.logger.scalars(values, self.step)
             self.logger.progress(self.step, terms["total"], values["steps_per_s"], self.stage)
@@ -309,7 +318,7 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        return self.cfg.trainer.steps + self.cfg.trainer.lbfgs_steps
+        return self.cfg.trainer.steps + self.cfg.trainer.qn_steps
 
     # -- faults -------------------------------------------------------------------------
     def _apply_lr_factor(self, factor: float) -> None:
@@ -319,9 +328,10 @@ class Trainer:
             if "initial_lr" in group:
                 group["initial_lr"] *= factor
         self.scheduler.base_lrs = [b * factor for b in self.scheduler.base_lrs]
-        if self.lbfgs is not None:
-            for group in self.lbfgs.param_groups:
-                group["lr"] *= factor
+        if self.qn is not None:
+            for group in self.qn.param_groups:
+                if "lr" in group:  # L-BFGS; the dense methods' steps come from the line search
+                    group["lr"] *= factor
 
     def _recover(self, bad_step: int) -> Optional[str]:
         """Handle a non-finite loss or gradient at ``bad_step``; returns a stop message, or None
@@ -349,23 +359,36 @@ class Trainer:
 
     # -- the run ------------------------------------------------------------------------
     def fit(self) -> Dict[str, object]:
-        """Run Adam then L-BFGS from the current step; evaluate, checkpoint and return the
-        final metrics. ``metrics["status"]`` is ``completed``, ``interrupted`` (a signal set
-        :attr:`stop_requested`; a checkpoint was written) or ``diverged``."""
+        """Run Adam then the quasi-Newton stage from the current step; evaluate, checkpoint and
+        return the final metrics. ``metrics["status"]`` is ``completed`` (also when training
+        ended early: time budget, a line search that cannot progress; see ``stopped_early``),
+        ``interrupted`` (a signal set :attr:`stop_requested`; a checkpoint was written) or
+        ``diverged``."""
         wall0 = time.perf_counter()
         tc = self.cfg.trainer
         if self.step == 0:
             self.save()  # a run killed at any moment after this can be resumed
         self._good = copy.deepcopy(self.training_state())
-        while self.step < self.total_steps:
-            self.stage = "adam" if self.step < tc.steps else "lbfgs"
-            if self.stage == "lbfgs":
+        loop0, loop_before = time.perf_counter(), self.loop_seconds
+        budget = None if tc.max_minutes is None else 60.0 * tc.max_minutes
+        while self.step < self.total_steps and self.stop_reason is None:
+            self.loop_seconds = loop_before + time.perf_counter() - loop0
+            if budget is not None and self.loop_seconds >= budget:
+                self.stop_reason = (f"time budget trainer.max_minutes={tc.max_minutes:g} reached "
+                                    f"at step {self.step} of {self.total_steps}")
+                self.events.append({"step": self.step, "event": self.stop_reason})
+                break
+            self.stage = "adam" if self.step < tc.steps else choice(self.cfg.optim.qn)
+            if self.stage != "adam":
                 # The line search must see one deterministic function of the parameters.
-                self.freeze("L-BFGS stage")
+                self.freeze("quasi-Newton stage")
             elif self.cfg.bn.freeze_at is not None and self.step == self.cfg.bn.freeze_at:
                 self.freeze("bn.freeze_at")
+            every = self.cfg.sampler.resample_every
+            if every and self.step > 0 and self.step % every == 0:
+                self.resample()
             t0, c0 = time.perf_counter(), compile_seconds()
-            terms = self.adam_step() if self.stage == "adam" else self.lbfgs_step()
+            terms = self.adam_step() if self.stage == "adam" else self.qn_step()
             compiling = compile_seconds() - c0
             self.compile_seconds += compiling
             self.train_seconds += time.perf_counter() - t0 - compiling
@@ -382,6 +405,7 @@ class Trainer:
                     f"written to {self.paths.last_checkpoint}"))
                 metrics["stopped_by"] = self.stop_requested
                 return metrics
+        self.loop_seconds = loop_before + time.perf_counter() - loop0
         if self.has_bn and self.cfg.bn.calibrate_at_end and self.bn_mode != "frozen":
             self.calibrate("end of training")
         if self.has_bn and self.cfg.log.divergence_every:
@@ -400,9 +424,12 @@ class Trainer:
             "status": status,
             "steps": self.step,
             "adam_steps": int(tc.steps),
-            "lbfgs_steps": int(tc.lbfgs_steps),
+            "qn_steps": int(tc.qn_steps),
+            "qn_method": choice(self.cfg.optim.qn),
             "wall_time_s": time.perf_counter() - wall0,
             "train_time_s": self.train_seconds,
+            "loop_time_s": self.loop_seconds,
+            "resample_time_s": self.resample_seconds,
             "steps_per_s": self.step / max(self.train_seconds, 1e-9),
             "reference": self.pde.reference_kind,
             "rollbacks": self.rollbacks,
@@ -413,6 +440,8 @@ class Trainer:
             metrics["compile_time_s"] = self.compile_seconds
         if message:
             metrics["message"] = message
+        if self.stop_reason:
+            metrics["stopped_early"] = self.stop_reason
         metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
         metrics.update({f"error/{k}": v for k, v in (errors or {}).items()})
         if self.has_bn:

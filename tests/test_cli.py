@@ -11,7 +11,7 @@ import pinn
 from pinn.pdes import build_pde
 from tests.conftest import REPO, run_cli
 
-SMALL = ["trainer.steps=30", "trainer.lbfgs_steps=5", "trainer.log_every=5", "trainer.eval_every=15",
+SMALL = ["trainer.steps=30", "trainer.qn_steps=5", "trainer.log_every=5", "trainer.eval_every=15",
          "trainer.progress=false", "sampler.n_interior=128", "sampler.n_initial=32",
          "sampler.n_boundary=32", "model.depth=2", "model.width=16", "pde.eval_nx=41",
          "pde.eval_nt=21"]
@@ -39,7 +39,7 @@ def test_run_folder_has_every_artifact(heat_run):
     scalars = set(ea.Tags()["scalars"])
     for tag in ("loss/res", "loss/ic", "loss/bc", "lr", "weight/res", "error/l2_rel/u"):
         assert tag in scalars, tag
-    # Loss terms are logged through the L-BFGS stage too (steps 31..35).
+    # Loss terms are logged through the quasi-Newton stage too (steps 31..35).
     assert max(e.step for e in ea.Scalars("loss/res")) == 35
     assert [e.step for e in ea.Scalars("error/l2_rel/u")] == [15, 30, 35]
     assert "prediction/u" in ea.Tags()["images"]

@@ -19,7 +19,7 @@ from tests.conftest import REPO, compose_cfg, eager, run_cli
 
 # float64, BN frozen at step 8, Adam until 12, then L-BFGS until 18; checkpoints every 3 steps.
 EXACT = ["pde=heat", "precision=float64", "model.norm=batch", "model.depth=2", "model.width=12",
-         "model.activation=gelu", "bn.freeze_at=8", "trainer.steps=12", "trainer.lbfgs_steps=6",
+         "model.activation=gelu", "bn.freeze_at=8", "trainer.steps=12", "trainer.qn_steps=6",
          "trainer.checkpoint_every=3", "trainer.eval_every=100", "trainer.progress=false",
          "sampler.n_interior=96", "sampler.n_initial=24", "sampler.n_boundary=24",
          "sampler.resample_every=5", "log.divergence_every=4", "log.divergence_points=32",
@@ -64,7 +64,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_bitwise(stop_at, tmp_path,
 
 def _train_cmd(run_dir, extra=()):
     return [sys.executable, "-m", "pinn.train", *eager(EXACT), "trainer.steps=300",
-            "trainer.lbfgs_steps=20", "trainer.checkpoint_every=7", *extra,
+            "trainer.qn_steps=20", "trainer.checkpoint_every=7", *extra,
             f"hydra.run.dir={run_dir}"]
 
 
@@ -123,7 +123,7 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
 
 def test_resume_with_a_different_network_is_refused(tmp_path):
     run_dir = tmp_path / "run"
-    p = run_cli([*EXACT, "trainer.steps=2", "trainer.lbfgs_steps=0", f"hydra.run.dir={run_dir}"],
+    p = run_cli([*EXACT, "trainer.steps=2", "trainer.qn_steps=0", f"hydra.run.dir={run_dir}"],
                 cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     p = run_cli([*EXACT, "model.width=13", f"trainer.resume={run_dir}",
@@ -134,7 +134,7 @@ def test_resume_with_a_different_network_is_refused(tmp_path):
 
 
 def test_resume_auto_picks_the_newest_run_with_the_same_config(tmp_path):
-    small = [*EXACT, "trainer.steps=4", "trainer.lbfgs_steps=0"]
+    small = [*EXACT, "trainer.steps=4", "trainer.qn_steps=0"]
     for seed in (1, 0):  # the seed-0 run is the newer one, but its config differs
         p = run_cli([*small, f"seed={seed}", f"hydra.run.dir=outputs/s{seed}"], cwd=tmp_path)
         assert p.returncode == 0, p.stderr[-2000:]
@@ -170,7 +170,7 @@ def test_injected_nan(policy, tmp_path):
 
 def test_a_diverging_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
-    p = run_cli(["-m", *EXACT, "trainer.steps=4", "trainer.lbfgs_steps=0", "trainer.on_nonfinite=stop",
+    p = run_cli(["-m", *EXACT, "trainer.steps=4", "trainer.qn_steps=0", "trainer.on_nonfinite=stop",
                  "trainer.debug_nan_at=2,null", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     status = [json.loads((sweep / j / "metrics.json").read_text())["status"] for j in ("0", "1")]

@@ -33,7 +33,7 @@ def test_wheel_contains_and_finds_its_configs(wheel_site, tmp_path):
     assert str(wheel_site) in p.stdout.splitlines()[0]
     assert p.stdout.splitlines()[1] == str(wheel_site / "pinn" / "conf")
     run_dir = tmp_path / "run"
-    p = run_cli(["pde=heat", "trainer.steps=3", "trainer.lbfgs_steps=0", "trainer.progress=false", "sampler.n_interior=32",
+    p = run_cli(["pde=heat", "trainer.steps=3", "trainer.qn_steps=0", "trainer.progress=false", "sampler.n_interior=32",
                  "pde.eval_nx=8", "pde.eval_nt=4", "log.figures=false",
                  f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr[-2000:]

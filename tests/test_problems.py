@@ -25,7 +25,7 @@ def test_library_has_the_documented_problems():
 
 @pytest.mark.parametrize("name", LIBRARY)
 def test_every_problem_trains_a_few_steps(name, tmp_path):
-    cfg = compose_cfg([f"pde={name}", "trainer.steps=3", "trainer.lbfgs_steps=2",
+    cfg = compose_cfg([f"pde={name}", "trainer.steps=3", "trainer.qn_steps=2",
                        "trainer.progress=false", "sampler.n_interior=64", "sampler.n_initial=16",
                        "sampler.n_boundary=16", "model.depth=2", "model.width=8",
                        "pde.eval_nx=16", "pde.eval_nt=8", "log.tensorboard=false"])
@@ -100,7 +100,7 @@ def test_bad_expressions_fail_at_start_up_with_one_line(tmp_path):
 def test_yaml_only_problem_trains_and_evaluates_through_the_cli(tmp_path):
     run_dir = tmp_path / "run"
     p = run_cli(["--config-dir", str(REPO / "tests" / "data"), "pde=slow_heat", "precision=float64",
-                 "trainer.steps=200", "trainer.lbfgs_steps=20", "trainer.progress=false",
+                 "trainer.steps=200", "trainer.qn_steps=20", "trainer.progress=false",
                  "sampler.n_interior=256", "sampler.n_initial=64", "sampler.n_boundary=64",
                  "model.depth=2", "model.width=16", "log.figures=false",
                  f"hydra.run.dir={run_dir}"], cwd=tmp_path)
@@ -129,7 +129,7 @@ def test_yaml_only_problem_trains_and_evaluates_through_the_cli(tmp_path):
 
 
 def test_problem_without_reference_trains_and_says_so(tmp_path):
-    cfg = compose_cfg(["pde=heat", "pde.exact=null", "trainer.steps=2", "trainer.lbfgs_steps=0",
+    cfg = compose_cfg(["pde=heat", "pde.exact=null", "trainer.steps=2", "trainer.qn_steps=0",
                        "trainer.progress=false", "sampler.n_interior=32", "pde.eval_nx=8",
                        "pde.eval_nt=4", "log.tensorboard=false"])
     metrics = build_trainer(cfg, RunPaths(tmp_path)).fit()

@@ -8,6 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import pinn
 from pinn.evaluation import predict_grid
 from pinn.nn import BatchNorm
+from pinn.optim.stages import LBFGSStage
 from pinn.paths import RunPaths
 from pinn.train import build_trainer, run
 from tests.conftest import compose_cfg
@@ -24,7 +25,7 @@ def bn_running_stats(model):
 
 
 def test_freeze_schedule_calibrates_then_keeps_statistics_fixed(tmp_path):
-    cfg = compose_cfg([*BN_SMALL, "trainer.steps=12", "trainer.lbfgs_steps=0", "bn.freeze_at=5", "log.divergence_every=4"])
+    cfg = compose_cfg([*BN_SMALL, "trainer.steps=12", "trainer.qn_steps=0", "bn.freeze_at=5", "log.divergence_every=4"])
     tr = build_trainer(cfg, RunPaths(tmp_path))
     for _ in range(5):
         tr.adam_step()
@@ -43,12 +44,12 @@ def test_freeze_schedule_calibrates_then_keeps_statistics_fixed(tmp_path):
 
 
 def test_fit_with_bn_logs_divergence_and_round_trips(tmp_path):
-    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=8", "trainer.lbfgs_steps=3",
+    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=8", "trainer.qn_steps=3",
                        "log.divergence_every=4"])
     metrics = run(cfg, RunPaths(tmp_path))
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["bn_mode"] == "frozen"  # the L-BFGS stage always runs frozen
-    assert any(e["event"] == "freeze (L-BFGS stage)" and e["step"] == 8 for e in saved["events"])
+    assert saved["bn_mode"] == "frozen"  # the quasi-Newton stage always runs frozen
+    assert any(e["event"] == "freeze (quasi-Newton stage)" and e["step"] == 8 for e in saved["events"])
     for key in ("divergence/U/rel_l2", "divergence/Uxx/rel_l2", "divergence/residual/rel_l2",
                 "divergence/grad/cosine", "divergence/loss/rel", "divergence/bn/layer0/var_gap"):
         assert key in saved, key
@@ -78,7 +79,7 @@ def test_fit_with_bn_logs_divergence_and_round_trips(tmp_path):
 
 def test_detached_run_is_calibrated_at_the_end(tmp_path):
     """Predict mode after training equals the detached forward path on the interior set."""
-    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=6", "trainer.lbfgs_steps=0", "log.divergence_every=3"])
+    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=6", "trainer.qn_steps=0", "log.divergence_every=3"])
     tr = build_trainer(cfg, RunPaths(tmp_path))
     metrics = tr.fit()
     assert metrics["bn_mode"] == "detached"
@@ -94,7 +95,7 @@ def test_coupled_mode_trains_only_when_allowed_and_the_log_shows_it(tmp_path):
     with pytest.raises(ConfigError, match="bn.mode='batch' is not allowed: with bn.mode=batch"):
         validate(compose_cfg([*BN_SMALL, "bn.mode=batch"]))
     cfg = compose_cfg([*BN_SMALL, "pde=heat", "bn.mode=batch", "bn.allow_coupled_derivatives=true",
-                       "trainer.steps=4", "trainer.lbfgs_steps=0", "log.divergence_every=2", "bn.calibrate_at_end=false"])
+                       "trainer.steps=4", "trainer.qn_steps=0", "log.divergence_every=2", "bn.calibrate_at_end=false"])
     validate(cfg)
     tr = build_trainer(cfg, RunPaths(tmp_path))
     for _ in range(2):
@@ -106,7 +107,7 @@ def test_coupled_mode_trains_only_when_allowed_and_the_log_shows_it(tmp_path):
 
 
 def test_fit_freezes_at_the_configured_step(tmp_path):
-    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=6", "trainer.lbfgs_steps=0",
+    cfg = compose_cfg([*BN_SMALL, "pde=heat", "trainer.steps=6", "trainer.qn_steps=0",
                        "bn.freeze_at=3", "log.divergence_every=2"])
     metrics = build_trainer(cfg, RunPaths(tmp_path)).fit()
     assert metrics["bn_mode"] == "frozen"
@@ -115,15 +116,15 @@ def test_fit_freezes_at_the_configured_step(tmp_path):
                          {"step": 3, "event": "freeze (bn.freeze_at)"}]
 
 
-def test_lbfgs_reuses_its_last_evaluation_without_changing_the_trajectory(tmp_path):
+def test_lbfgs_reuses_its_last_evaluation_without_changing_the_trajectory(tmp_path, monkeypatch):
     """Handing back the line search's last loss and gradient at the start of the next L-BFGS
     iteration gives bitwise the same parameters as recomputing them, with fewer evaluations;
     the BN statistics are calibrated (frozen) at the switch, so the network has BN here."""
     runs = {}
     for reuse in (True, False):
-        cfg = compose_cfg([*BN_SMALL, "trainer.steps=5", "trainer.lbfgs_steps=12"])
+        cfg = compose_cfg([*BN_SMALL, "trainer.steps=5", "trainer.qn_steps=12"])
         tr = build_trainer(cfg, RunPaths(tmp_path / str(reuse)))
-        tr.reuse_evaluations = reuse
+        monkeypatch.setattr(LBFGSStage, "reuse_evaluations", reuse)
         calls = []
         loss = tr._loss
         tr._loss = lambda: calls.append(tr.stage) or loss()

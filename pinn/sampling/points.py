@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch.quasirandom import SobolEngine
+
+from pinn.sampling.rad import rad_select
+
+# (x, t) -> (M,) absolute PDE residual of candidate points
+Residual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -31,19 +37,27 @@ class Sampler:
     ``torch.Generator`` (uniform) or Sobol engines seeded from it, so a seed fixes every draw;
     successive Sobol draws continue the sequence, so resampling gives new points.
 
+    With ``rad=(k, c, oversample)``, a draw given the current residual (``sample(residual)``)
+    picks its interior points among ``oversample * n_interior`` candidates of the same kind by
+    residual-based adaptive distribution (:mod:`pinn.sampling.rad`); the choice uses the same
+    generator, so it is seeded and resumable too.
+
     Args:
         kind: ``uniform`` or ``sobol``.
         n_interior, n_initial, n_boundary: points per set.
         domain: (x_min, x_max, t_min, t_max).
         dtype: floating dtype of the returned tensors.
         generator: source of randomness.
+        rad: (k, c, oversample) of RAD, or None for plain draws only.
     """
 
     def __init__(self, kind: str, n_interior: int, n_initial: int, n_boundary: int,
-                 domain: tuple, dtype: torch.dtype, generator: torch.Generator):
+                 domain: tuple, dtype: torch.dtype, generator: torch.Generator,
+                 rad: Optional[Tuple[float, float, int]] = None):
         if kind not in ("uniform", "sobol"):
             raise ValueError(f"sampler.kind={kind!r} is not allowed: one of uniform, sobol")
         self.kind = kind
+        self.rad = rad
         self.n_interior, self.n_initial, self.n_boundary = n_interior, n_initial, n_boundary
         self.x_min, self.x_max, self.t_min, self.t_max = domain
         self.dtype = dtype
@@ -63,10 +77,27 @@ class Sampler:
             return self._engines[which].draw(n, dtype=torch.float64)
         return torch.rand(n, dim, generator=self.generator, dtype=torch.float64)
 
-    def sample(self) -> Batch:
+    def _interior(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:  # (n, 1) each, float64
+        u = self._unit("int", n, 2)
+        return (self.x_min + (self.x_max - self.x_min) * u[:, :1],
+                self.t_min + (self.t_max - self.t_min) * u[:, 1:])
+
+    def sample(self, residual: Optional[Residual] = None) -> Batch:
+        """A new draw; with ``residual`` and RAD configured, adaptive interior points.
+
+        Args:
+            residual: (x, t) in the run's dtype -> (M,) absolute residual of the current
+                network, or None for a plain draw.
+        """
         lx, lt = self.x_max - self.x_min, self.t_max - self.t_min
-        u = self._unit("int", self.n_interior, 2)
-        x_int, t_int = self.x_min + lx * u[:, :1], self.t_min + lt * u[:, 1:]
+        if residual is not None and self.rad is not None:
+            k, c, oversample = self.rad
+            x_c, t_c = self._interior(oversample * self.n_interior)
+            eps = residual(x_c.to(self.dtype), t_c.to(self.dtype))
+            idx = rad_select(eps, self.n_interior, k, c, self.generator)
+            x_int, t_int = x_c[idx], t_c[idx]
+        else:
+            x_int, t_int = self._interior(self.n_interior)
         x_ic = self.x_min + lx * self._unit("ic", self.n_initial, 1)
         t_ic = torch.full_like(x_ic, self.t_min)
         t_half = self.t_min + lt * self._unit("bc", self.n_boundary // 2, 1)

@@ -1,0 +1,191 @@
+"""The quasi-Newton stage as the trainer sees it: one interface for torch's L-BFGS and the
+dense methods of :mod:`pinn.optim.dense`.
+
+A stage takes ``evaluate()``, which computes the loss on the current points, calls
+``backward()`` and returns ``(total, terms)``, and does one iteration per :meth:`step`, returning
+the loss terms it reports for that iteration. :meth:`invalidate` says the objective changed
+(new points, recalibrated batch statistics); ``state_dict`` holds everything needed to resume.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from pinn.optim.dense import METHODS, DenseQuasiNewton, dense_size_error
+
+QN_METHODS = ("lbfgs", *METHODS)
+
+Evaluate = Callable[[], Tuple[torch.Tensor, Dict[str, torch.Tensor]]]
+
+
+def _values(total: torch.Tensor, terms: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    return {"total": total.item(), **{k: v.item() for k, v in terms.items()}}
+
+
+class LBFGSStage:
+    """torch's L-BFGS with a strong-Wolfe line search, one iteration per step.
+
+    torch's ``LBFGS.step`` first evaluates the loss at the current parameters, which the
+    previous iteration's line search has usually just evaluated (it keeps nothing across calls).
+    The closure therefore remembers its last evaluation and, when the parameters are bitwise the
+    same and the objective unchanged, hands back that loss and gradient: the same numbers, about
+    half the evaluations. Reported terms are those at the start of the iteration.
+    """
+
+    name = "lbfgs"
+    reuse_evaluations = True  # tests turn it off to compare trajectories
+
+    def __init__(self, params: List[torch.Tensor], lr: float, history: int):
+        # max_iter=1: one iteration per step() call, logged and checkpointed like an Adam
+        # step. max_eval bounds that iteration's line search (its default, 5/4 of max_iter,
+        # would leave no line-search evaluations at all).
+        self.optimizer = torch.optim.LBFGS(params, lr=lr, max_iter=1, max_eval=25,
+                                           history_size=history, line_search_fn="strong_wolfe",
+                                           tolerance_grad=1e-12, tolerance_change=1e-15)
+        self.params = [p for p in params if p.requires_grad]
+        self._last: Optional[dict] = None
+        self.last: Dict[str, object] = {}
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    def invalidate(self) -> None:
+        self._last = None
+
+    def step(self, evaluate: Evaluate) -> Dict[str, float]:
+        seen: Dict[str, float] = {}
+        params = self.params
+
+        def closure():
+            last = self._last
+            if (self.reuse_evaluations and last is not None
+                    and all(torch.equal(p, q) for p, q in zip(params, last["params"]))):
+                for p, g in zip(params, last["grads"]):
+                    p.grad = None if g is None else g.clone()
+                total, terms = last["total"], last["terms"]
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                total, terms = evaluate()
+                self._last = {
+                    "params": [p.detach().clone() for p in params],
+                    "grads": [None if p.grad is None else p.grad.detach().clone()
+                              for p in params],
+                    "total": total.detach(),
+                    "terms": {k: v.detach() for k, v in terms.items()}}
+            if not seen:  # terms at the start of the iteration
+                seen.update(_values(total, terms))
+            elif not torch.isfinite(total):
+                seen["total"] = float("nan")  # a poisoned line search: recover like Adam
+            return total
+
+        self.optimizer.step(closure)
+        return seen
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+        self._last = None
+
+
+class DenseStage:
+    """BFGS, SSBFGS or SSBroyden with the full inverse Hessian (:class:`DenseQuasiNewton`).
+
+    Reported terms are those at the accepted point of the iteration (the line search's last
+    evaluation), or at the unchanged point when the line search failed.
+
+    A failed line search leaves the parameters where they were. With ``on_failure="reset"``
+    the inverse Hessian is reset to the identity (``last["reset"]``) and the next iteration
+    tries again from a steepest-descent direction; a failure with a freshly reset H (nothing
+    left to reset) or with ``on_failure="stop"`` sets ``last["stalled"]``: the stage cannot
+    progress, and the trainer ends training.
+    """
+
+    def __init__(self, params: List[torch.Tensor], method: str, c1: float, c2: float,
+                 max_evaluations: int, max_params: int, on_failure: str = "reset"):
+        if on_failure not in ("reset", "stop"):
+            raise ValueError(f"optim.on_line_search_failure={on_failure!r} is not allowed: one "
+                             "of reset, stop")
+        self.name = method
+        self.on_failure = on_failure
+        self.optimizer = DenseQuasiNewton(params, method=method, c1=c1, c2=c2,
+                                          max_evaluations=max_evaluations,
+                                          max_params=max_params)
+        self._terms: Optional[Dict[str, float]] = None  # at the current point
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    @property
+    def last(self) -> Dict[str, object]:
+        return self.optimizer.last
+
+    def invalidate(self) -> None:
+        self.optimizer.invalidate()
+        self._terms = None
+
+    def ensure_positive_definite(self) -> bool:
+        return self.optimizer.ensure_positive_definite()
+
+    def step(self, evaluate: Evaluate) -> Dict[str, float]:
+        evaluations: List[Dict[str, float]] = []
+
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            total, terms = evaluate()
+            evaluations.append(_values(total, terms))
+            return total
+
+        start = self._terms
+        self.optimizer.step(closure)
+        last = self.optimizer.last
+        if "failed" in last:
+            if self.on_failure == "reset" and self.optimizer.updates_since_reset > 0:
+                self.optimizer.reset_hessian()
+                last["reset"] = last["failed"]
+            else:
+                last["stalled"] = last["failed"]
+            # Parameters are back at the start point: its terms are known, from this step's
+            # first evaluation or from the previous step.
+            return start if start is not None else evaluations[0]
+        self._terms = evaluations[-1]
+        return self._terms
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "terms": self._terms}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._terms = state["terms"]
+
+
+def _method(o) -> str:
+    return o.qn.value if hasattr(o.qn, "value") else str(o.qn)
+
+
+def check_quasi_newton(o, params: List[torch.Tensor]) -> None:
+    """Refuse, before training, a network too large for a dense method (ValueError, one line
+    naming the memory it would take)."""
+    n = sum(p.numel() for p in params if p.requires_grad)
+    method = _method(o)
+    if method in METHODS and params:
+        error = dense_size_error(method, n, params[0].element_size(), o.max_dense_params)
+        if error:
+            raise ValueError(error)
+
+
+def build_quasi_newton(o, params: List[torch.Tensor], lr_factor: float = 1.0):
+    """The stage that ``o`` (the ``optim`` config) names: ``o.qn`` in :data:`QN_METHODS`."""
+    method = _method(o)
+    if method == "lbfgs":
+        return LBFGSStage(params, lr=o.lbfgs_lr * lr_factor, history=o.lbfgs_history)
+    if method in METHODS:
+        failure = o.on_line_search_failure
+        return DenseStage(params, method, c1=o.wolfe_c1, c2=o.wolfe_c2,
+                          max_evaluations=o.line_search_evals, max_params=o.max_dense_params,
+                          on_failure=failure.value if hasattr(failure, "value") else str(failure))
+    raise ValueError(f"optim.qn={method!r} is not allowed: one of {', '.join(QN_METHODS)}")

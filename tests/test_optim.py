@@ -1,0 +1,289 @@
+"""Dense quasi-Newton methods and their line search, against scipy and the update formulas."""
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+import torch
+
+from pinn.optim import DenseQuasiNewton, strong_wolfe, update_coefficients, update_inverse_hessian
+from pinn.optim.stages import DenseStage, check_quasi_newton
+
+
+# -- test functions (numpy): value and gradient ------------------------------------------------
+def rosenbrock(x):
+    return so.rosen(x), so.rosen_der(x)
+
+
+_A = np.random.default_rng(0).standard_normal((20, 20))
+_Q = _A @ _A.T + np.eye(20)
+_B = np.ones(20)
+
+
+def quadratic(x):
+    return 0.5 * x @ _Q @ x - _B @ x, _Q @ x - _B
+
+
+def powell_singular(x):  # extended Powell singular function, n a multiple of 4
+    x1, x2, x3, x4 = x[0::4], x[1::4], x[2::4], x[3::4]
+    f = ((x1 + 10 * x2) ** 2 + 5 * (x3 - x4) ** 2 + (x2 - 2 * x3) ** 4
+         + 10 * (x1 - x4) ** 4).sum()
+    g = np.zeros_like(x)
+    g[0::4] = 2 * (x1 + 10 * x2) + 40 * (x1 - x4) ** 3
+    g[1::4] = 20 * (x1 + 10 * x2) + 4 * (x2 - 2 * x3) ** 3
+    g[2::4] = 10 * (x3 - x4) - 8 * (x2 - 2 * x3) ** 3
+    g[3::4] = -10 * (x3 - x4) - 40 * (x1 - x4) ** 3
+    return f, g
+
+
+def scipy_iterates(fun, x0, maxiter):
+    xs = []
+    so.minimize(fun, x0, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": 0},
+                callback=lambda intermediate_result: xs.append(intermediate_result.x.copy()))
+    return xs
+
+
+def torch_closure(fun, p, opt):
+    def closure():
+        opt.zero_grad()
+        f, g = fun(p.detach().numpy())
+        p.grad = torch.tensor(g)
+        return torch.tensor(f)
+
+    return closure
+
+
+def our_iterates(fun, x0, n, method="bfgs"):
+    p = torch.nn.Parameter(torch.tensor(x0, dtype=torch.float64))
+    opt = DenseQuasiNewton([p], method=method, max_evaluations=99)
+    closure = torch_closure(fun, p, opt)
+    xs = []
+    for _ in range(n):
+        opt.step(closure)
+        assert "failed" not in opt.last, opt.last
+        xs.append(p.detach().numpy().copy())
+    return xs
+
+
+# Powell's singular function amplifies rounding about 300x per iteration (scipy itself, started
+# one ulp away, drifts 1e-9 by iteration 5), so it is compared over its first 5 iterations.
+@pytest.mark.parametrize("fun, x0, maxiter, tol", [
+    (rosenbrock, np.array([-1.2, 1.0, -0.5, 0.8, 1.3]), 200, 1e-9),
+    (quadratic, np.zeros(20), 60, 1e-12),
+    (powell_singular, np.tile([3.0, -1.0, 0.0, 1.0], 2), 5, 1e-10),
+])
+def test_bfgs_takes_the_same_steps_as_scipy(fun, x0, maxiter, tol):
+    ref = scipy_iterates(fun, x0, maxiter)
+    ours = our_iterates(fun, x0, len(ref))
+    assert len(ref) >= min(maxiter, 20)
+    for k, (a, b) in enumerate(zip(ref, ours)):
+        assert np.max(np.abs(a - b)) <= tol * max(1.0, np.max(np.abs(a))), k
+
+
+@pytest.mark.parametrize("method", ["bfgs", "ssbfgs", "ssbroyden"])
+def test_every_method_minimizes_rosenbrock(method):
+    p = torch.nn.Parameter(torch.tensor([-1.2, 1.0, -0.5, 0.8, 1.3], dtype=torch.float64))
+    opt = DenseQuasiNewton([p], method=method)
+    closure = torch_closure(rosenbrock, p, opt)
+    for k in range(200):
+        opt.step(closure)
+        if "failed" in opt.last:  # converged to rounding: no further decrease possible
+            break
+    assert rosenbrock(p.detach().numpy())[0] < 1e-16, (k, opt.last)
+
+
+def test_line_search_matches_scipy_and_satisfies_strong_wolfe():
+    # scipy's More-Thuente search is not public API; its BFGS (compared above) uses it.
+    line_search_wolfe1 = pytest.importorskip("scipy.optimize._linesearch").line_search_wolfe1
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        x = rng.standard_normal(4) * 1.5
+        g = so.rosen_der(x)
+        d = -g / np.linalg.norm(g) * rng.uniform(0.01, 3.0)
+        f0, d0 = so.rosen(x), float(g @ d)
+        ref = line_search_wolfe1(so.rosen, so.rosen_der, x, d, gfk=g, old_fval=f0,
+                                 c1=1e-4, c2=0.9, amax=1e100, amin=1e-100)
+        ours = strong_wolfe(lambda a: (so.rosen(x + a * d), float(so.rosen_der(x + a * d) @ d)),
+                            f0, d0, step=1.0)
+        assert ours.ok
+        assert ours.value <= f0 + 1e-4 * ours.step * d0
+        assert abs(ours.slope) <= 0.9 * abs(d0)
+        if ref[0] is not None:  # scipy's first search (same algorithm) found a step too
+            assert ours.step == pytest.approx(ref[0], rel=1e-10)
+
+
+def test_line_search_reports_what_it_cannot_do():
+    # Not a descent direction.
+    r = strong_wolfe(lambda a: (a, 1.0), 0.0, 1.0)
+    assert not r.ok and "descent" in r.message
+    # A slope that contradicts the values (a broken gradient): no step satisfies both.
+    r = strong_wolfe(lambda a: (a * a + a, -1.0), 0.0, -1.0, max_evaluations=30)
+    assert not r.ok and r.evaluations <= 30
+    # Non-finite values.
+    r = strong_wolfe(lambda a: (math.nan, -1.0), 0.0, -1.0)
+    assert not r.ok and "non-finite" in r.message
+
+
+# -- the update formulas -----------------------------------------------------------------------
+def random_pair(n=7, seed=0):
+    """An SPD H, a gradient g, a step along -H g and a pair (s, y) with y's > 0."""
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((n, n))
+    H = M @ M.T + n * np.eye(n)
+    A = rng.standard_normal((n, n))
+    hess = A @ A.T + 0.5 * np.eye(n)  # the curvature that produces y
+    g = rng.standard_normal(n)
+    step = 0.7
+    s = -step * H @ g
+    y = hess @ s
+    return H, g, step, s, y
+
+
+def test_bfgs_update_equals_the_product_form():
+    H, g, step, s, y = random_pair()
+    rho = 1 / (y @ s)
+    I = np.eye(len(s))
+    expected = (I - rho * np.outer(s, y)) @ H @ (I - rho * np.outer(y, s)) + rho * np.outer(s, s)
+    Ht = torch.tensor(H)
+    info = update_inverse_hessian(Ht, torch.tensor(s), torch.tensor(y), torch.tensor(g), step,
+                                  "bfgs")
+    assert info["tau"] == 1 and info["phi"] == 1
+    assert np.abs(Ht.numpy() - expected).max() <= 1e-12 * np.abs(expected).max()
+
+
+def test_ssbfgs_is_bfgs_of_the_scaled_matrix():
+    for seed in range(5):
+        H, g, step, s, y = random_pair(seed=seed)
+        b = (s @ np.linalg.solve(H, s)) / (y @ s)  # s'B s / y's with B = H^-1
+        tau = min(1.0, 1.0 / b)
+        rho = 1 / (y @ s)
+        I = np.eye(len(s))
+        expected = ((I - rho * np.outer(s, y)) @ (H / tau) @ (I - rho * np.outer(y, s))
+                    + rho * np.outer(s, s))
+        Ht = torch.tensor(H)
+        info = update_inverse_hessian(Ht, torch.tensor(s), torch.tensor(y), torch.tensor(g),
+                                      step, "ssbfgs")
+        assert info["b"] == pytest.approx(b, rel=1e-12) and info["tau"] == pytest.approx(tau)
+        assert np.abs(Ht.numpy() - expected).max() <= 1e-11 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ssbroyden_inverse_update_inverts_the_direct_broyden_update(seed):
+    """The inverse-form update with phi = (1 - theta) / (1 + a theta) must be the inverse of
+    the direct self-scaled Broyden-class update with parameter theta:
+    B+ = tau (B - B s s'B / s'Bs + theta s'Bs w w') + y y' / y's, w = y/y's - Bs/s'Bs."""
+    H, g, step, s, y = random_pair(seed=seed)
+    n = len(s)
+    Ht = torch.tensor(H)
+    info = update_inverse_hessian(Ht, torch.tensor(s), torch.tensor(y), torch.tensor(g), step,
+                                  "ssbroyden")
+    B = np.linalg.inv(H)
+    Bs, sBs, ys = B @ s, s @ B @ s, y @ s
+    w = y / ys - Bs / sBs
+    theta, tau = info["theta"], info["tau"]
+    B_new = tau * (B - np.outer(Bs, Bs) / sBs + theta * sBs * np.outer(w, w)) + np.outer(y, y) / ys
+    assert np.abs(Ht.numpy() @ B_new - np.eye(n)).max() < 1e-9
+    assert np.linalg.eigvalsh(Ht.numpy()).min() > 0  # stays positive definite
+
+
+@pytest.mark.parametrize("method", ["bfgs", "ssbfgs", "ssbroyden"])
+def test_every_update_satisfies_the_secant_condition(method):
+    H, g, step, s, y = random_pair(seed=3)
+    Ht = torch.tensor(H)
+    update_inverse_hessian(Ht, torch.tensor(s), torch.tensor(y), torch.tensor(g), step, method)
+    assert np.abs(Ht.numpy() @ y - s).max() <= 1e-12 * np.abs(s).max()
+    assert np.abs(Ht.numpy() - Ht.numpy().T).max() <= 1e-12 * np.abs(H).max()
+
+
+def test_ssbroyden_coefficients_follow_the_published_choice():
+    """Spot values of theta, tau, phi from the formulas in pinn.optim.dense (eqs. 13-23),
+    evaluated here independently with numpy for b < 1, b = 1 and b > 1."""
+    n = 100
+    for b, h in [(0.5, 3.0), (1.0, 1.5), (2.0, 0.8), (4.0, 0.3)]:
+        a = b * h - 1
+        rho_m = min(1, h * (1 - np.sqrt(a / (1 + a))))
+        theta = max((rho_m - 1) / a, min(1 / rho_m, (1 - b) / b))
+        sigma = 1 + theta * a
+        sn = sigma ** (1 / (1 - n))
+        tau = min(min(1, 1 / b) * sn, sigma) if theta <= 0 else min(1, 1 / b) * min(sn, 1 / theta)
+        c = update_coefficients("ssbroyden", b, h, n)
+        assert c["theta"] == pytest.approx(theta, rel=1e-14)
+        assert c["tau"] == pytest.approx(tau, rel=1e-14)
+        assert c["phi"] == pytest.approx((1 - theta) / (1 + a * theta), rel=1e-14)
+
+
+def test_non_positive_curvature_is_skipped_and_reported():
+    H, g, step, s, y = random_pair()
+    Ht = torch.tensor(H)
+    info = update_inverse_hessian(Ht, torch.tensor(s), -torch.tensor(y), torch.tensor(g), step,
+                                  "ssbroyden")
+    assert "skipped" in info and "curvature" in info["skipped"]
+    assert torch.equal(Ht, torch.tensor(H))
+
+
+# -- the optimizer as a torch optimizer -------------------------------------------------------
+@pytest.mark.parametrize("method", ["bfgs", "ssbroyden"])
+def test_state_dict_resumes_bit_exactly(method):
+    x0 = np.array([-1.2, 1.0, -0.5, 0.8, 1.3, 0.2])
+
+    def make():
+        p = torch.nn.Parameter(torch.tensor(x0, dtype=torch.float64))
+        opt = DenseQuasiNewton([p], method=method)
+        return p, opt, torch_closure(rosenbrock, p, opt)
+
+    p, opt, closure = make()
+    for _ in range(30):
+        opt.step(closure)
+    straight = p.detach().clone()
+
+    p, opt, closure = make()
+    for _ in range(12):
+        opt.step(closure)
+    state, params = opt.state_dict(), p.detach().clone()
+    p2, opt2, closure2 = make()
+    with torch.no_grad():
+        p2.copy_(params)
+    opt2.load_state_dict(state)
+    for _ in range(18):
+        opt2.step(closure2)
+    assert torch.equal(p2.detach(), straight)
+
+
+def test_a_network_too_large_for_a_dense_method_is_refused():
+    net = torch.nn.Linear(100, 100).double()  # 10,100 parameters
+    with pytest.raises(ValueError, match=r"0\.76 GiB.*optim\.qn=lbfgs"):
+        DenseQuasiNewton(net.parameters(), method="ssbroyden", max_params=10_000)
+
+    class O:
+        qn, max_dense_params = "bfgs", 10_000
+
+    with pytest.raises(ValueError, match="optim.max_dense_params=10,000"):
+        check_quasi_newton(O, list(net.parameters()))
+    O.max_dense_params = 20_000
+    check_quasi_newton(O, list(net.parameters()))
+
+
+def test_a_failing_line_search_resets_then_stalls_and_never_moves_the_parameters():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    stage = DenseStage([p], "bfgs", c1=1e-4, c2=0.9, max_evaluations=10, max_params=100)
+    good = {"on": True}
+
+    def evaluate():
+        f = (p ** 2).sum()
+        f.backward()
+        if not good["on"]:  # a gradient that contradicts the values: no Wolfe step exists
+            p.grad.neg_()
+        return f, {"res": f}
+
+    for _ in range(2):
+        stage.step(evaluate)
+    assert stage.optimizer.updates_since_reset > 0
+    good["on"] = False
+    stage.invalidate()
+    before = p.detach().clone()
+    stage.step(evaluate)
+    assert "reset" in stage.last and "stalled" not in stage.last
+    assert torch.equal(p.detach(), before)
+    stage.step(evaluate)
+    assert "stalled" in stage.last and "line search" in stage.last["stalled"]
+    assert torch.equal(p.detach(), before)
