@@ -99,7 +99,7 @@ class ModelConfig:
     """MLP on (x, t): ``depth`` hidden blocks of [Linear(width), norm, activation]."""
 
     depth: int = 4
-    width: int = 32
+    width: int = 20
     activation: Activation = Activation.tanh
     norm: Norm = Norm.none
 
@@ -181,7 +181,7 @@ class OptimConfig:
     decay_steps: int = 1000
     min_lr_ratio: float = 0.01
     # The quasi-Newton stage after Adam (trainer.qn_steps iterations).
-    qn: QNMethod = QNMethod.lbfgs
+    qn: QNMethod = QNMethod.ssbroyden
     lbfgs_lr: float = 1.0
     lbfgs_history: int = 50
     # Dense methods (bfgs, ssbfgs, ssbroyden) keep an n x n inverse Hessian: refuse larger n.
@@ -195,15 +195,15 @@ class OptimConfig:
 @dataclass
 class SamplerConfig:
     kind: SamplerKind = SamplerKind.sobol
-    n_interior: int = 2000
+    n_interior: int = 4000
     n_initial: int = 200
     n_boundary: int = 200
     # Draw fresh points every this many steps (Adam and quasi-Newton alike); 0 keeps the
     # first draw for the whole run.
-    resample_every: int = 0
+    resample_every: int = 250
     # rad: interior points of a redraw chosen among rad_oversample x n_interior candidates with
     # probability |r|^rad_k / mean(|r|^rad_k) + rad_c (r: the PDE residual).
-    adaptive: Adaptive = Adaptive.none
+    adaptive: Adaptive = Adaptive.rad
     rad_k: float = 1.0
     rad_c: float = 1.0
     rad_oversample: int = 5
@@ -211,8 +211,8 @@ class SamplerConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 6000  # Adam steps
-    qn_steps: int = 1500  # quasi-Newton iterations after Adam (optim.qn)
+    steps: int = 1000  # Adam steps
+    qn_steps: int = 4000  # quasi-Newton iterations after Adam (optim.qn)
     # Wall-clock budget of the training loop in minutes (null: none); reaching it ends
     # training early with an event, then evaluates and checkpoints as usual.
     max_minutes: Optional[float] = None
@@ -258,7 +258,7 @@ class TrainConfig:
     derivatives: DerivativesConfig = field(default_factory=DerivativesConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    precision: Precision = Precision.float32
+    precision: Precision = Precision.float64
     seed: int = 0
 
 

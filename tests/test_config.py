@@ -13,6 +13,14 @@ from tests.conftest import REPO, compose_cfg, run_cli
     ("model.width=-4", "model.width=-4 is not allowed: an integer >= 1"),
     ("optim.lr=0", "optim.lr=0.0 is not allowed: a finite number > 0"),
     ("pde.x_max=-2", "pde.x_max=-2.0 is not allowed"),
+    ("optim.qn=newton", "Invalid value 'newton', expected one of [lbfgs, bfgs, ssbfgs, ssbroyden]"),
+    ("sampler.resample_every=0", "sampler.adaptive='rad' is not allowed: with "
+                             "sampler.resample_every=0 there are no redraws to adapt"),
+    ("sampler.rad_k=-1", "sampler.rad_k=-1.0 is not allowed: a number >= 0"),
+    ("sampler.rad_oversample=0", "sampler.rad_oversample=0 is not allowed"),
+    ("optim.wolfe_c2=1e-5", "optim.wolfe_c1/wolfe_c2=(0.0001, 1e-05) is not allowed"),
+    ("trainer.max_minutes=0", "trainer.max_minutes=0.0 is not allowed: null or a number > 0"),
+    ("optim.on_line_search_failure=retry", "Invalid value 'retry', expected one of [reset, stop]"),
 ])
 def test_bad_override_fails_cleanly(tmp_path, override, expected):
     run_dir = tmp_path / "run"
@@ -20,6 +28,18 @@ def test_bad_override_fails_cleanly(tmp_path, override, expected):
     assert p.returncode != 0
     assert expected in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+    assert not run_dir.exists()
+
+
+def test_a_network_too_large_for_a_dense_method_is_refused_before_training(tmp_path):
+    run_dir = tmp_path / "run"
+    p = run_cli(["optim.qn=ssbroyden", "model.width=64", "model.depth=4",
+                 f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert p.returncode == 2
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1, p.stderr
+    assert ("optim.qn=ssbroyden: the network has 12,737 parameters, and a dense inverse Hessian "
+            "would take 1.21 GiB (12,737^2 x 8 bytes)") in err[0] and "optim.qn=lbfgs" in err[0]
     assert not run_dir.exists()
 
 

@@ -62,6 +62,43 @@ def test_stopped_and_resumed_run_equals_uninterrupted_bitwise(stop_at, tmp_path,
     assert resumed.events == events
 
 
+# The same with the dense self-scaled Broyden stage and RAD redraws (every 5 steps, in both
+# stages): the inverse Hessian, the line-search state and the RAD generator must resume exactly.
+DENSE = [*EXACT, "optim.qn=ssbroyden", "trainer.qn_steps=12", "sampler.adaptive=rad",
+         "sampler.rad_oversample=3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_dense(tmp_path_factory):
+    tr = build_trainer(compose_cfg(DENSE), RunPaths(tmp_path_factory.mktemp("dense")))
+    assert tr.fit()["status"] == "completed"
+    assert tr.qn.optimizer.state[tr.qn.optimizer._params[0]]["iterations"] == 12
+    return final_parameters(tr), tr.events
+
+
+@pytest.mark.parametrize("stop_at", [13, 15, 16, 22])  # in the stage, at and after a redraw
+def test_resume_through_the_dense_stage_and_rad_redraws_is_bitwise(stop_at, tmp_path,
+                                                                    uninterrupted_dense):
+    cfg = compose_cfg(DENSE)
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    after = tr._after_step
+
+    def stop_at_k(terms, t0):
+        after(terms, t0)
+        if tr.step == stop_at:
+            tr.stop_requested = "SIGTERM"
+
+    tr._after_step = stop_at_k
+    assert tr.fit()["status"] == "interrupted"
+    ckpt = load_checkpoint(RunPaths(tmp_path).last_checkpoint)
+    resumed = build_trainer(cfg, RunPaths(tmp_path), resume_step=ckpt.step)
+    resumed.load_training_state(ckpt.extra["training"])
+    assert resumed.fit()["status"] == "completed"
+    params, events = uninterrupted_dense
+    assert all(torch.equal(a, b) for a, b in zip(final_parameters(resumed), params))
+    assert resumed.events == events
+
+
 def _train_cmd(run_dir, extra=()):
     return [sys.executable, "-m", "pinn.train", *eager(EXACT), "trainer.steps=300",
             "trainer.qn_steps=20", "trainer.checkpoint_every=7", *extra,
