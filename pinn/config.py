@@ -231,10 +231,19 @@ class TrainerConfig:
     debug_nan_at: Optional[int] = None
 
 
+class Balance(str, Enum):
+    none = "none"  # the configured weights throughout
+    grad_norm = "grad_norm"  # equal parameter-gradient norms, recomputed at each redraw
+
+
 @dataclass
 class LossConfig:
     # Weights of the mean-square terms, keyed like the loss dict and the TensorBoard tags.
     weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 10.0, "bc": 1.0})
+    # grad_norm: at every redraw (sampler.resample_every) the weights move towards those that
+    # give each term the same gradient norm: w <- m w + (1 - m) w_new, m = balance_momentum.
+    balance: Balance = Balance.none
+    balance_momentum: float = 0.5
 
 
 @dataclass
@@ -339,6 +348,11 @@ def validate(cfg: DictConfig) -> None:
     _require(p.t_max > p.t_min, "pde.t_max", p.t_max, f"a number > pde.t_min={p.t_min}")
     _require(p.eval_nx >= 2 and p.eval_nt >= 2, "pde.eval_nx/eval_nt", (p.eval_nx, p.eval_nt),
              "integers >= 2")
+    _require(choice(cfg.loss.balance) == "none" or s.resample_every > 0, "loss.balance",
+             choice(cfg.loss.balance), "the weights are rebalanced at redraws; set "
+             "sampler.resample_every to a number of steps > 0, or loss.balance=none")
+    _require(0 <= cfg.loss.balance_momentum < 1, "loss.balance_momentum",
+             cfg.loss.balance_momentum, "a number in [0, 1)")
     for name, w in cfg.loss.weights.items():
         _require(name in ("res", "ic", "bc"), f"loss.weights.{name}", w, "keys res, ic, bc")
         _require(w >= 0, f"loss.weights.{name}", w, "a number >= 0")

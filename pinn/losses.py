@@ -1,6 +1,7 @@
 """From a batch of points to the weighted PINN loss."""
 from __future__ import annotations
 
+import math
 from typing import Dict, Mapping, Tuple
 
 import torch
@@ -76,6 +77,22 @@ def residual_magnitude(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Ten
                                 engine=engine, compile=compile)
         parts.append(pde.residual(xi, ti, d).detach().square().sum(dim=1).sqrt())
     return torch.cat(parts)
+
+
+def grad_norm_weights(model: nn.Module, terms: Mapping[str, torch.Tensor]) -> Dict[str, float]:
+    """Weights that give every loss term the same parameter-gradient norm.
+
+    w_i = sum_j |grad L_j| / |grad L_i| (Wang, Wang & Perdikaris, "An expert's guide to
+    training physics-informed neural networks", 2023, eq. 5.2); a term with a zero gradient
+    gets weight 1. One reverse pass per term; the graph of ``terms`` is kept.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    norms = {}
+    for k, v in terms.items():
+        grads = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
+        norms[k] = float(torch.sqrt(sum(g.square().sum() for g in grads if g is not None)))
+    total = sum(norms.values())
+    return {k: total / n if n > 0 and math.isfinite(n) else 1.0 for k, n in norms.items()}
 
 
 def weighted_total(terms: Mapping[str, torch.Tensor],

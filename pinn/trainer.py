@@ -20,8 +20,8 @@ from pinn.divergence import custom_scalar_layout, measure_divergence
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
 from pinn.figures import prediction_figure
 from pinn.logs import RunLogger
-from pinn.losses import loss_terms, residual_magnitude, weighted_total
-from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
+from pinn.losses import grad_norm_weights, loss_terms, residual_magnitude, weighted_total
+from pinn.nn.norm import bn_layers, calibrate_bn, running_statistics_fixed, set_bn_mode
 from pinn.optim.stages import build_quasi_newton
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
@@ -75,6 +75,7 @@ class Trainer:
         self.train_seconds = 0.0  # optimizer steps, without compilation
         self.compile_seconds = 0.0  # torch.compile time paid inside steps
         self.loop_seconds = 0.0  # the whole loop (steps, redraws, evaluations, checkpoints)
+        self.stage_seconds = {"adam": 0.0, "qn": 0.0}  # optimizer steps per stage
         self.resample_seconds = 0.0
         self.stop_reason: Optional[str] = None  # training ended early (budget, stalled search)
         self._compile_events0 = len(compile_events())  # earlier runs in this process
@@ -193,11 +194,24 @@ class Trainer:
         finally:
             self.model.train(was_training)
 
+    def rebalance(self) -> None:
+        """Move the loss weights towards equal gradient norms on the current batch."""
+        m = float(self.cfg.loss.balance_momentum)
+        self.model.train()
+        with running_statistics_fixed(self.model):
+            terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
+                               compile=bool(self.cfg.derivatives.compile))
+            new = grad_norm_weights(self.model, terms)
+        keys = list(new) + [k for k in self.weights if k not in new]
+        self.weights = {k: m * self.weights.get(k, 1.0) + (1 - m) * new.get(k, 1.0) for k in keys}
+
     def resample(self) -> None:
         """New collocation points (RAD when configured); the quasi-Newton curvature is kept."""
         t0 = time.perf_counter()
         adaptive = choice(self.cfg.sampler.adaptive) == "rad"
         self.batch = self.sampler.sample(self._residual_magnitude if adaptive else None)
+        if choice(self.cfg.loss.balance) == "grad_norm":
+            self.rebalance()
         if self.qn is not None:
             self.qn.invalidate()
             check = getattr(self.qn, "ensure_positive_definite", None)
@@ -239,12 +253,14 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "compile_seconds": self.compile_seconds,
             "loop_seconds": self.loop_seconds,
+            "stage_seconds": dict(self.stage_seconds),
             "resample_seconds": self.resample_seconds,
             "divergence_seconds": self.divergence_seconds,
             "last_terms": dict(self.last_terms),
             "rollbacks": self.rollbacks,
             "lr_factor": self.lr_factor,
             "engine": self.engine,
+            "weights": dict(self.weights),
         }
 
     def load_training_state(self, state: Dict[str, object]) -> None:
@@ -267,11 +283,13 @@ class Trainer:
         self.train_seconds = float(state["train_seconds"])
         self.compile_seconds = float(state.get("compile_seconds", 0.0))
         self.loop_seconds = float(state.get("loop_seconds", 0.0))
+        self.stage_seconds = dict(state.get("stage_seconds", {"adam": 0.0, "qn": 0.0}))
         self.resample_seconds = float(state.get("resample_seconds", 0.0))
         self.divergence_seconds = float(state["divergence_seconds"])
         self.last_terms = dict(state["last_terms"])
         self.rollbacks, self.lr_factor = int(state["rollbacks"]), float(state["lr_factor"])
         self.engine = state["engine"]
+        self.weights = dict(state.get("weights", self.weights))
 
     def save(self) -> None:
         """Write checkpoints/last.pt atomically; the previous one stays until this one is whole."""
@@ -391,7 +409,9 @@ class Trainer:
             terms = self.adam_step() if self.stage == "adam" else self.qn_step()
             compiling = compile_seconds() - c0
             self.compile_seconds += compiling
-            self.train_seconds += time.perf_counter() - t0 - compiling
+            stepping = time.perf_counter() - t0 - compiling
+            self.train_seconds += stepping
+            self.stage_seconds["adam" if self.stage == "adam" else "qn"] += stepping
             if not (all(math.isfinite(v) for v in terms.values()) and self._params_finite()):
                 message = self._recover(self.step)
                 if message is not None:
@@ -429,6 +449,8 @@ class Trainer:
             "wall_time_s": time.perf_counter() - wall0,
             "train_time_s": self.train_seconds,
             "loop_time_s": self.loop_seconds,
+            "adam_time_s": self.stage_seconds["adam"],
+            "qn_time_s": self.stage_seconds["qn"],
             "resample_time_s": self.resample_seconds,
             "steps_per_s": self.step / max(self.train_seconds, 1e-9),
             "reference": self.pde.reference_kind,
@@ -438,6 +460,9 @@ class Trainer:
         if self.cfg.derivatives.compile and self.engine == "taylor":
             metrics["compile_status"] = compile_status(since=self._compile_events0)
             metrics["compile_time_s"] = self.compile_seconds
+        if self.qn is not None:
+            metrics["qn_iterations"] = self.step - int(tc.steps)
+            metrics["qn_evaluations"] = self.qn.evaluations
         if message:
             metrics["message"] = message
         if self.stop_reason:

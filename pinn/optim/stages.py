@@ -54,6 +54,11 @@ class LBFGSStage:
     def invalidate(self) -> None:
         self._last = None
 
+    @property
+    def evaluations(self) -> int:
+        """Loss and gradient evaluations so far (handed-back ones not counted)."""
+        return int(self.optimizer.state[self.params[0]].get("evaluations", 0))
+
     def step(self, evaluate: Evaluate) -> Dict[str, float]:
         seen: Dict[str, float] = {}
         params = self.params
@@ -68,6 +73,9 @@ class LBFGSStage:
             else:
                 self.optimizer.zero_grad(set_to_none=True)
                 total, terms = evaluate()
+                # Kept in torch's per-parameter state, so that state_dict() carries it.
+                state = self.optimizer.state[params[0]]
+                state["evaluations"] = state.get("evaluations", 0) + 1
                 self._last = {
                     "params": [p.detach().clone() for p in params],
                     "grads": [None if p.grad is None else p.grad.detach().clone()
@@ -127,6 +135,11 @@ class DenseStage:
     def invalidate(self) -> None:
         self.optimizer.invalidate()
         self._terms = None
+
+    @property
+    def evaluations(self) -> int:
+        """Loss and gradient evaluations so far."""
+        return int(self.optimizer._state["evaluations"])
 
     def ensure_positive_definite(self) -> bool:
         return self.optimizer.ensure_positive_definite()
