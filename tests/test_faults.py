@@ -32,16 +32,17 @@ def final_parameters(trainer):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    cfg = compose_cfg(EXACT)
+    cfg = compose_cfg([*EXACT, "optim.qn=lbfgs"])
     tr = build_trainer(cfg, RunPaths(tmp_path_factory.mktemp("full")))
     metrics = tr.fit()
     assert metrics["status"] == "completed"
     return final_parameters(tr), tr.events
 
 
-@pytest.mark.parametrize("stop_at", [4, 8, 13])  # during Adam, at the BN freeze, in L-BFGS
-def test_stopped_and_resumed_run_equals_uninterrupted_bitwise(stop_at, tmp_path, uninterrupted):
-    cfg = compose_cfg(EXACT)
+def stop_and_resume(overrides, tmp_path, stop_at):
+    """Train, stop with a checkpoint after step ``stop_at`` (as SIGTERM does), resume in a new
+    trainer from that checkpoint and finish; returns the resumed trainer."""
+    cfg = compose_cfg(overrides)
     tr = build_trainer(cfg, RunPaths(tmp_path))
     after = tr._after_step
 
@@ -57,6 +58,12 @@ def test_stopped_and_resumed_run_equals_uninterrupted_bitwise(stop_at, tmp_path,
     resumed = build_trainer(cfg, RunPaths(tmp_path), resume_step=ckpt.step)
     resumed.load_training_state(ckpt.extra["training"])
     assert resumed.fit()["status"] == "completed"
+    return resumed
+
+
+@pytest.mark.parametrize("stop_at", [4, 8, 13])  # during Adam, at the BN freeze, in L-BFGS
+def test_stopped_and_resumed_run_equals_uninterrupted_bitwise(stop_at, tmp_path, uninterrupted):
+    resumed = stop_and_resume([*EXACT, "optim.qn=lbfgs"], tmp_path, stop_at)
     params, events = uninterrupted
     assert all(torch.equal(a, b) for a, b in zip(final_parameters(resumed), params))
     assert resumed.events == events
@@ -65,7 +72,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_bitwise(stop_at, tmp_path,
 # The same with the dense self-scaled Broyden stage and RAD redraws (every 5 steps, in both
 # stages): the inverse Hessian, the line-search state and the RAD generator must resume exactly.
 DENSE = [*EXACT, "optim.qn=ssbroyden", "trainer.qn_steps=12", "sampler.adaptive=rad",
-         "sampler.rad_oversample=3"]
+         "sampler.rad_oversample=3", "loss.balance=grad_norm"]
 
 
 @pytest.fixture(scope="module")
@@ -79,21 +86,7 @@ def uninterrupted_dense(tmp_path_factory):
 @pytest.mark.parametrize("stop_at", [13, 15, 16, 22])  # in the stage, at and after a redraw
 def test_resume_through_the_dense_stage_and_rad_redraws_is_bitwise(stop_at, tmp_path,
                                                                     uninterrupted_dense):
-    cfg = compose_cfg(DENSE)
-    tr = build_trainer(cfg, RunPaths(tmp_path))
-    after = tr._after_step
-
-    def stop_at_k(terms, t0):
-        after(terms, t0)
-        if tr.step == stop_at:
-            tr.stop_requested = "SIGTERM"
-
-    tr._after_step = stop_at_k
-    assert tr.fit()["status"] == "interrupted"
-    ckpt = load_checkpoint(RunPaths(tmp_path).last_checkpoint)
-    resumed = build_trainer(cfg, RunPaths(tmp_path), resume_step=ckpt.step)
-    resumed.load_training_state(ckpt.extra["training"])
-    assert resumed.fit()["status"] == "completed"
+    resumed = stop_and_resume(DENSE, tmp_path, stop_at)
     params, events = uninterrupted_dense
     assert all(torch.equal(a, b) for a, b in zip(final_parameters(resumed), params))
     assert resumed.events == events

@@ -39,7 +39,25 @@ def test_every_problem_trains_a_few_steps(name, tmp_path):
 
 @pytest.mark.parametrize("name", CLOSED_FORM)
 def test_residual_and_conditions_vanish_on_the_closed_form(name):
-    pde = build_pde(compose_cfg([f"pde={name}"]).pde)
+    check_closed_form(build_pde(compose_cfg([f"pde={name}"]).pde))
+
+
+EXAMPLES = sorted((REPO / "examples" / "pde").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_problems_satisfy_their_own_equations(path):
+    """The problems in examples/pde (written as a user would, trained with --config-dir)."""
+    from omegaconf import OmegaConf
+
+    from pinn.config import PDEConfig
+
+    check_closed_form(build_pde(OmegaConf.merge(OmegaConf.structured(PDEConfig),
+                                                OmegaConf.load(path))))
+
+
+def check_closed_form(pde):
+    """Residual, initial and boundary conditions vanish on the problem's closed form."""
     g = torch.Generator().manual_seed(0)
     u = torch.rand(400, 2, generator=g, dtype=F64)
     x = pde.x_min + (pde.x_max - pde.x_min) * u[:, :1]
