@@ -4,32 +4,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Tuple, Union
 
+import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from pinn.checkpoint import load_checkpoint
 from pinn.config import load_saved_config
+from pinn.device import resolve_device
 from pinn.nn import build_model, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
 
 
-def load_run(run_dir: Union[str, Path]) -> Tuple[nn.Module, DictConfig]:
-    """Reload a trained run.
+def load_run(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu"
+             ) -> Tuple[nn.Module, DictConfig]:
+    """Reload a trained run, on any device (wherever it was trained).
 
     Args:
         run_dir: a run folder written by ``python -m pinn.train``.
+        device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (see :mod:`pinn.device`).
 
     Returns:
-        (model, cfg): the network in predict (inference) mode, called as ``model(xt)`` on an
-        (N, 2) tensor of columns (x, t) in the run's precision, and the run's config.
+        (model, cfg): the network in predict (inference) mode on ``device``, called as
+        ``model(xt)`` on an (N, 2) tensor of columns (x, t) in the run's precision on that
+        device, and the run's config.
+
+    Raises:
+        DeviceError: ``device`` is not valid or not present.
     """
+    dev = device if isinstance(device, torch.device) else resolve_device(device, key="device")
     paths = RunPaths(Path(run_dir))
     ckpt = load_checkpoint(paths.last_checkpoint)
     # The checkpoint carries the resolved config; merging onto the schema restores its types.
     cfg = load_saved_config(ckpt.config_yaml)
     pde = build_pde(cfg.pde)
-    model = build_model(cfg, pde.n_out)
+    model = build_model(cfg, pde.n_out).to(dev)
     model.load_state_dict(ckpt.model)  # includes BN running statistics and calibration flags
     if ckpt.extra.get("bn_mode"):
         set_bn_mode(model, ckpt.extra["bn_mode"])

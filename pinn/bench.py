@@ -1,6 +1,7 @@
 """Training-step speed of the Taylor derivative engine against a plain autograd loop.
 
-``python -m pinn.bench [--reps N] [--cases a,b] [--json out.json] [--threads T] [--profile]``
+``python -m pinn.bench [--reps N] [--cases a,b,c] [--device cpu|cuda|cuda:N|auto]
+[--json out.json] [--threads T] [--profile]``
 
 For each case, one process builds the network once, gives each engine its own copy of it and
 its own Adam optimizer, and times full training steps (derivatives, residual, mean-square loss,
@@ -27,6 +28,16 @@ Cases:
   r = Ut + U Ux - 0.1 (Uxx + Utt) on all four outputs. Target: >= 2.5x the plain loop.
 - ``b``: Raissi et al.'s Burgers network 2 -> 8 x [20, tanh] -> 1 in float32, N = 10,000
   points in [-1, 1] x [0, 1]; r = Ut + U Ux - (0.01 / pi) Uxx. Target: >= 1.8x.
+- ``c``: the seed network with one output, 2 -> 8 x [Linear(80), BN, GELU] -> 1 in float64,
+  N = 1,000 points in [-1, 1] x [0, 1], Burgers' residual, the Taylor engines in ``bn.mode=
+  detached`` (batch statistics as constants, running statistics updated every step) against the
+  plain loop with eval-mode BN (the calibrated statistics, as hand-written code would do it).
+  Target: >= 2.5x. With one output and one second derivative both engines do about the same
+  matrix-product work, so only fewer and larger kernels can win here.
+
+``--device cuda`` (or ``cuda:N``, ``auto``) runs everything on that device: every timed step
+ends with ``torch.cuda.synchronize``, the GEMM rates are the device's, and the peak memory is
+``torch.cuda.max_memory_allocated`` over the memory allocated before the step.
 
 FLOP count (matrix products only; the pointwise work is not counted). With
 F = 2 N (2 w + (L - 1) w^2 + w n_out), the cost of one forward pass over N points (L hidden
@@ -81,12 +92,13 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from pinn.derivatives import compute_derivatives
+from pinn.device import DeviceError, cpu_name, device_info, resolve_device, synchronize
 from pinn.nn import MLP
 from pinn.nn.norm import calibrate_bn, set_bn_mode
 import pinn.taylor as taylor
 from pinn.taylor import compile_events, compile_status, reset_compiled, taylor_derivatives
 
-TARGETS = {"a": 2.5, "b": 1.8}
+TARGETS = {"a": 2.5, "b": 1.8, "c": 2.5}
 
 
 # -- cases --------------------------------------------------------------------------------
@@ -103,6 +115,7 @@ class Case:
     needed: tuple
     build: Callable[[], tuple]  # -> (model, x, t)
     residual: Callable[[Dict[str, torch.Tensor]], torch.Tensor]
+    plain_bn: Optional[str] = None  # BN mode of the plain loop's copy when it differs
 
 
 def _seed_case() -> tuple:
@@ -115,6 +128,19 @@ def _seed_case() -> tuple:
     t = torch.rand(1000, 1, generator=g, dtype=dt) * 2 * math.pi
     calibrate_bn(model, x, t)
     set_bn_mode(model, "frozen")
+    return model.train(), x, t
+
+
+def _seed_detached_case() -> tuple:
+    torch.manual_seed(0)
+    dt = torch.float64
+    model = MLP(n_out=1, depth=8, width=80, activation="gelu", norm="batch",
+                lower=(-1.0, 0.0), upper=(1.0, 1.0)).to(dt)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1000, 1, generator=g, dtype=dt) * 2 - 1
+    t = torch.rand(1000, 1, generator=g, dtype=dt)
+    calibrate_bn(model, x, t)
+    set_bn_mode(model, "detached")
     return model.train(), x, t
 
 
@@ -138,6 +164,10 @@ CASES = {
     "b": Case("b", "Burgers (Raissi): 2->8x[20,tanh]->1, float32, N=10000",
               torch.float32, 10_000, 8, 20, 1, ("U", "Ux", "Ut", "Uxx"), _burgers_case,
               lambda d: d["Ut"] + d["U"] * d["Ux"] - NU * d["Uxx"]),
+    "c": Case("c", "seed, one output: 2->8x[Linear(80),BN detached,GELU]->1, float64, N=1000; "
+              "plain: eval-mode BN", torch.float64, 1000, 8, 80, 1, ("U", "Ux", "Ut", "Uxx"),
+              _seed_detached_case, lambda d: d["Ut"] + d["U"] * d["Ux"] - NU * d["Uxx"],
+              plain_bn="frozen"),
 }
 
 
@@ -186,6 +216,8 @@ def make_step(case: Case, engine: str, model: torch.nn.Module, x: torch.Tensor,
               t: torch.Tensor) -> Callable[[], float]:
     """One training step of ``engine`` on its own copy of the model; returns the loss."""
     model = copy.deepcopy(model)
+    if engine == "plain" and case.plain_bn is not None:
+        set_bn_mode(model, case.plain_bn)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     derivatives = ENGINES[engine]
 
@@ -221,16 +253,19 @@ def flops_plain(case: Case) -> float:
     return 3 * F * (1 + case.n_out + 2 * case.n_out * n_second)
 
 
-def gemm_rate(dtype: torch.dtype, m: int, k: int, n: int, reps: int = 20) -> float:
-    """GFLOP/s of an (m, k) @ (k, n) product: median of ``reps`` timed runs."""
-    a = torch.randn(m, k, dtype=dtype)
-    b = torch.randn(k, n, dtype=dtype)
+def gemm_rate(dtype: torch.dtype, m: int, k: int, n: int, reps: int = 20,
+              device: torch.device = torch.device("cpu")) -> float:
+    """GFLOP/s of an (m, k) @ (k, n) product on ``device``: median of ``reps`` timed runs."""
+    a = torch.randn(m, k, dtype=dtype, device=device)
+    b = torch.randn(k, n, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
+    synchronize(device)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return 2 * m * k * n / statistics.median(times) / 1e9
 
@@ -285,33 +320,55 @@ def step_peak_mb(step: Callable[[], float]) -> Optional[float]:
     return (peak - before) / 1024
 
 
-def counted_flops(step: Callable[[], float]) -> Optional[float]:
+def gpu_step_peak_mb(step: Callable[[], float], device: torch.device) -> float:
+    """Peak device memory one step adds (MB): the allocator's peak over what was allocated
+    before the step."""
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def _activities(device: torch.device) -> list:
+    from torch.profiler import ProfilerActivity
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+
+
+def counted_flops(step: Callable[[], float],
+                  device: torch.device = torch.device("cpu")) -> Optional[float]:
     """Matrix-product FLOPs of one step as torch's profiler counts them."""
     try:
-        from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        from torch.profiler import profile
+        with profile(activities=_activities(device), with_flops=True) as prof:
             step()
         return float(sum(e.flops for e in prof.key_averages() if e.flops))
     except Exception:  # noqa: BLE001 - a cross-check only
         return None
 
 
-def profile_table(step: Callable[[], float], steps: int = 5, rows: int = 14) -> str:
+def profile_table(step: Callable[[], float], steps: int = 5, rows: int = 14,
+                  device: torch.device = torch.device("cpu")) -> str:
     """torch.profiler table (self CPU time per operator) over a few steps: where the time
     goes. Input shapes are not recorded: on this CPU recording them doubles the step time and
     distorts the attribution; without them the profiled step is about 30% slower than a timed
     one (the header gives both)."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize(device)
     plain = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=_activities(device)) as prof:
         for _ in range(steps):
             step()
+        synchronize(device)
     profiled = (time.perf_counter() - t0) / steps
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows,
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=rows,
                                       max_name_column_width=48)
     return (f"{steps} steps; {1e3 * plain:.1f} ms/step unprofiled, "
             f"{1e3 * profiled:.1f} ms/step profiled\n{table}")
@@ -319,18 +376,10 @@ def profile_table(step: Callable[[], float], steps: int = 5, rows: int = 14) -> 
 
 # -- the benchmark ------------------------------------------------------------------------
 
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+def machine_info(device: torch.device = torch.device("cpu")) -> dict:
+    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            **device_info(device)}
     try:
         info["load_average"] = os.getloadavg()
     except OSError:
@@ -339,8 +388,9 @@ def machine_info() -> dict:
 
 
 def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bool,
-             memory: bool = True) -> dict:
-    model, x, t = case.build()
+             memory: bool = True, device: torch.device = torch.device("cpu")) -> dict:
+    model, x, t = case.build()  # built on the CPU (same initial network on every device)
+    model, x, t = model.to(device), x.to(device), t.to(device)
     steps = {e: make_step(case, e, model, x, t) for e in engines}
     result: dict = {"case": case.key, "title": case.title, "engines": {}}
 
@@ -350,6 +400,7 @@ def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bo
         t0 = time.perf_counter()
         for _ in range(warmup):
             steps[e]()
+        synchronize(device)
         events = compile_events()[n_before:]
         warm[e] = {"warmup_s": time.perf_counter() - t0,
                    "compile_s": sum(ev["seconds"] or 0.0 for ev in events if ev["ok"]),
@@ -359,8 +410,10 @@ def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bo
     for r in range(reps):
         order = engines[r % len(engines):] + engines[:r % len(engines)]
         for e in order:
+            synchronize(device)
             t0 = time.perf_counter()
             steps[e]()
+            synchronize(device)
             times[e].append(time.perf_counter() - t0)
 
     model_flops = {"plain": flops_plain(case), "autograd": flops_plain(case)}
@@ -369,10 +422,13 @@ def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bo
             model_flops[e] = flops_taylor(case)
     # Profiles, FLOP counts and memory after all timings, in this order: the profiler and the
     # memory measurement both slow later steps down for a while.
-    profiles = {e: profile_table(steps[e]) for e in engines} if profile else {}
-    flops_counted = {e: counted_flops(steps[e]) for e in engines}
+    profiles = ({e: profile_table(steps[e], device=device) for e in engines} if profile
+                else {})
+    flops_counted = {e: counted_flops(steps[e], device) for e in engines}
     peaks: Dict[str, Optional[float]] = {}
-    if memory and _malloc_mode(measure=True):
+    if device.type == "cuda":
+        peaks = {e: gpu_step_peak_mb(steps[e], device) for e in engines}
+    elif memory and _malloc_mode(measure=True):
         for e in engines:
             peaks[e] = step_peak_mb(steps[e])
         _malloc_mode(measure=False)
@@ -395,7 +451,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pinn.bench", description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=30, help="timed steps per engine (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per engine first")
-    p.add_argument("--cases", default="a,b", help="comma-separated: a (seed), b (Burgers)")
+    p.add_argument("--cases", default="a,b", help="comma-separated: a (seed), b (Burgers), "
+                   "c (seed net, one output, detached BN)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--engines", default="plain,taylor,taylor+compile",
                    help="comma-separated among " + ", ".join(ENGINES))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -416,6 +474,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             p.error(f"unknown engine {e!r}: one of {', '.join(ENGINES)}")
     if "plain" not in engines:
         p.error("the plain engine is the reference: keep it in --engines")
+    try:
+        device = resolve_device(args.device, key="--device")
+    except DeviceError as e:
+        p.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "tuned":
@@ -425,11 +487,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         allocator = "glibc default (dynamic thresholds); peak memory not measured"
     reset_compiled()
 
-    info = machine_info()
+    info = machine_info(device)
     out: dict = {"machine": info, "reps": args.reps, "warmup": args.warmup,
                  "allocator": allocator, "cases": []}
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
           f"{info['threads']} thread(s); load average at start {info.get('load_average')}")
+    print(f"device: {info['device']} ({info['device_name']})")
     print(f"allocator: {allocator}")
 
     gemm = {}
@@ -437,16 +500,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         case = CASES[c]
         n1, n2 = n_channels(case.needed)
         key = str(case.dtype).replace("torch.", "")
-        gemm.setdefault(f"square {key}", gemm_rate(case.dtype, 1024, 1024, 1024))
+        gemm.setdefault(f"square {key}", gemm_rate(case.dtype, 1024, 1024, 1024,
+                                                   device=device))
         w, cols = case.width, (1 + n1 + n2) * case.n_points
-        gemm[f"net {key} ({w}x{w})@({w}x{cols})"] = gemm_rate(case.dtype, w, w, cols, reps=50)
+        gemm[f"net {key} ({w}x{w})@({w}x{cols})"] = gemm_rate(case.dtype, w, w, cols, reps=50,
+                                                              device=device)
     out["gemm_gflops"] = gemm
     print("GEMM rate (GFLOP/s): " + ", ".join(f"{k}: {v:.1f}" for k, v in gemm.items()))
 
     for c in cases:
         case = CASES[c]
         res = run_case(case, engines, args.reps, args.warmup, args.profile,
-                       memory=args.malloc == "tuned")
+                       memory=args.malloc == "tuned", device=device)
         peak = gemm[f"square {str(case.dtype).replace('torch.', '')}"]
         plain = res["engines"]["plain"]["median_ms"]
         plain_min = res["engines"]["plain"]["min_ms"]

@@ -10,6 +10,8 @@ from typing import Any, Dict
 
 import torch
 
+from pinn.device import to_cpu
+
 FORMAT_VERSION = 1
 
 
@@ -53,7 +55,10 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: Path) -> None:
-    _atomic_write(Path(path), lambda f: torch.save(asdict(ckpt), f))
+    """Write ``ckpt`` with every tensor on the CPU: a checkpoint holds nothing tied to the
+    device it was trained on, so it loads and resumes anywhere."""
+    data = to_cpu(asdict(ckpt))
+    _atomic_write(Path(path), lambda f: torch.save(data, f))
 
 
 def write_json(obj: Any, path: Path) -> None:

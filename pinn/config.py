@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from pinn.device import ALLOWED as DEVICES, SPEC
+
 
 def _find_config_dir() -> Path:
     """configs/ beside the package (checkout, editable install) or pinn/conf (installed wheel)."""
@@ -269,6 +271,8 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
     precision: Precision = Precision.float64
     seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (pinn.device)
+    tf32: bool = False  # TensorFloat-32 float32 products on CUDA
 
 
 def register_configs() -> None:
@@ -377,6 +381,8 @@ def validate(cfg: DictConfig) -> None:
              "watch divergence/ in TensorBoard")
     _require(b.freeze_at is None or b.freeze_at >= 0, "bn.freeze_at", b.freeze_at,
              "null or an integer >= 0")
+    _require(SPEC.match(str(cfg.device).strip().lower()) is not None, "device", cfg.device,
+             DEVICES)
 
 
 def choice(value: Any) -> str:

@@ -26,6 +26,7 @@ from torch import nn
 from pinn.checkpoint import write_json
 from pinn.config import CONFIG_DIR, BNConfig, ModelConfig, Precision, choice
 from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
+from pinn.device import device_info, resolve_device
 from pinn.divergence import rel_l2
 from pinn.nn import DTYPES, MLP, BatchNorm, calibrate_bn, set_bn_mode
 from pinn.nn.norm import bn_layers, running_statistics_fixed
@@ -53,18 +54,20 @@ class DiagnoseConfig:
     t_min: float = 0.0
     t_max: float = 2 * math.pi
     torch_reference: bool = True  # add rows for torch.nn.BatchNorm1d
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
 ConfigStore.instance().store(name="diagnose_schema", node=DiagnoseConfig)
 
 
-def _build(cfg: DictConfig, momentum: Optional[float]) -> MLP:
+def _build(cfg: DictConfig, momentum: Optional[float],
+           device: torch.device = torch.device("cpu")) -> MLP:
     torch.manual_seed(cfg.seed)
     model = MLP(n_out=cfg.n_out, depth=cfg.model.depth, width=cfg.model.width,
                 activation=choice(cfg.model.activation), norm=choice(cfg.model.norm),
                 lower=(cfg.x_min, cfg.t_min), upper=(cfg.x_max, cfg.t_max), bn_eps=cfg.bn.eps,
                 bn_momentum=momentum, bn_mode="detached")
-    return model.to(DTYPES[choice(cfg.precision)])
+    return model.to(device=device, dtype=DTYPES[choice(cfg.precision)])
 
 
 def gather_statistics(model: nn.Module, xt: torch.Tensor, passes: Optional[int]) -> None:
@@ -106,7 +109,7 @@ def to_torch_batchnorm(model: MLP, momentum: Optional[float]) -> nn.Module:
         for i, layer in enumerate(block):
             if isinstance(layer, BatchNorm):
                 bn = nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=momentum)
-                bn = bn.to(layer.weight.dtype)
+                bn = bn.to(device=layer.weight.device, dtype=layer.weight.dtype)
                 with torch.no_grad():
                     bn.weight.copy_(layer.weight)
                     bn.bias.copy_(layer.bias)
@@ -114,18 +117,22 @@ def to_torch_batchnorm(model: MLP, momentum: Optional[float]) -> nn.Module:
     return twin
 
 
-def study(cfg: DictConfig, log: Callable[[str], None] = lambda s: None) -> List[dict]:
-    """All rows of the study; see the module docstring."""
+def study(cfg: DictConfig, log: Callable[[str], None] = lambda s: None,
+          device: Optional[torch.device] = None) -> List[dict]:
+    """All rows of the study (on ``device``, default: as ``cfg.device`` resolves); see the
+    module docstring. The points are drawn on the CPU, so every device studies the same set."""
+    device = resolve_device(cfg.device) if device is None else device
     dtype = DTYPES[choice(cfg.precision)]
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    u = torch.rand(cfg.n_points, 2, generator=g, dtype=torch.float64).to(dtype)
+    u = torch.rand(cfg.n_points, 2, generator=g, dtype=torch.float64).to(device=device,
+                                                                          dtype=dtype)
     x = cfg.x_min + (cfg.x_max - cfg.x_min) * u[:, :1]
     t = cfg.t_min + (cfg.t_max - cfg.t_min) * u[:, 1:]
     xt = torch.cat([x, t], 1)
     rows = []
     for stats, momentum, passes in stats_methods(cfg.passes):
         for mode in ("batch", "detached", "frozen"):
-            model = _build(cfg, momentum)
+            model = _build(cfg, momentum, device)
             if not bn_layers(model):
                 raise ValueError("model.norm=none: the study needs model.norm=batch")
             gather_statistics(model, xt, passes)
@@ -136,7 +143,7 @@ def study(cfg: DictConfig, log: Callable[[str], None] = lambda s: None) -> List[
             rows.append({"mode": mode, "stats": stats, **compare(fwd, g_fwd, pred, g_pred)})
             log(format_row(rows[-1]))
         if cfg.torch_reference and passes is not None:
-            twin = to_torch_batchnorm(_build(cfg, momentum), momentum)
+            twin = to_torch_batchnorm(_build(cfg, momentum, device), momentum)
             gather_statistics(twin, xt, passes)
             # eval() first: torch's train() forward updates the running statistics again.
             pred, g_pred = _path(twin, x, t, train=False)
@@ -169,12 +176,15 @@ def main(cfg: DictConfig) -> None:
                              "batch (the study compares BN modes)")
         if cfg.n_points < 2 or cfg.passes < 1:
             raise ValueError("n_points >= 2 and passes >= 1 are required")
+        device = resolve_device(cfg.device)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print("forward (train) vs predict (eval): relative L2 difference, and parameter-gradient "
           "cosine\n" + HEADER + "\n" + "-" * len(HEADER), flush=True)
-    rows = study(cfg, log=lambda s: print(s, flush=True))
+    print(f"device: {device_info(device)['device']} ({device_info(device)['device_name']})",
+          flush=True)
+    rows = study(cfg, log=lambda s: print(s, flush=True), device=device)
     write_json(rows, out_dir / "diagnose.json")
     print(f"rows written to {out_dir / 'diagnose.json'}")
 

@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig
 from pinn.api import load_run
 from pinn.checkpoint import CheckpointError, load_checkpoint, write_json
 from pinn.config import CONFIG_DIR
+from pinn.device import device_info
 from pinn.evaluation import grid_errors, make_eval_grid, predict_grid, residual_statistics
 from pinn.figures import plt, prediction_figure, slices_figure
 from pinn.paths import RunPaths
@@ -33,22 +34,26 @@ class EvaluateConfig:
     # Times of the slice plots, as fractions of [t_min, t_max].
     slices: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     tensorboard: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N: where the network is evaluated
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
 def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = None,
-                 slices=(0.0, 0.25, 0.5, 0.75, 1.0), tensorboard: bool = True) -> dict:
-    """Evaluate a run folder in place; returns what evaluation.json holds."""
+                 slices=(0.0, 0.25, 0.5, 0.75, 1.0), tensorboard: bool = True,
+                 device: str = "cpu") -> dict:
+    """Evaluate a run folder in place, the network on ``device``; returns what
+    evaluation.json holds."""
     paths = RunPaths(Path(run_dir))
-    model, cfg = load_run(paths.root)
+    model, cfg = load_run(paths.root, device=device)
     pde = build_pde(cfg.pde)
     nx = nx or cfg.pde.eval_nx
     nt = nt or cfg.pde.eval_nt
     grid = make_eval_grid(pde, nx, nt)
     pred = predict_grid(model, grid)  # (Nt, Nx, n_out)
     result = {"run_dir": str(paths.root), "grid": {"nx": nx, "nt": nt},
+              **device_info(next(model.parameters()).device),
               "reference": pde.reference_kind,
               **{f"error/{k}": v for k, v in grid_errors(pred, grid, pde.outputs).items()},
               **residual_statistics(model, pde, grid)}
@@ -88,7 +93,8 @@ def main(cfg: DictConfig) -> None:
         for key in ("nx", "nt"):
             if cfg[key] is not None and cfg[key] < 2:
                 raise ValueError(f"{key}={cfg[key]} is not allowed: null or an integer >= 2")
-        result = evaluate_run(run_dir, cfg.nx, cfg.nt, list(cfg.slices), cfg.tensorboard)
+        result = evaluate_run(run_dir, cfg.nx, cfg.nt, list(cfg.slices), cfg.tensorboard,
+                              device=cfg.device)
     except (ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

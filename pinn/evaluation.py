@@ -35,13 +35,14 @@ def predict_grid(model: nn.Module, grid: EvalGrid, chunk: int = 65536) -> np.nda
     was_training = model.training
     model.eval()
     try:
-        dtype = next(model.parameters()).dtype
+        p = next(model.parameters())
         X, T = np.meshgrid(grid.x, grid.t)  # (Nt, Nx)
-        xt = torch.as_tensor(np.stack([X.ravel(), T.ravel()], axis=1), dtype=dtype)
+        xt = torch.as_tensor(np.stack([X.ravel(), T.ravel()], axis=1), dtype=p.dtype,
+                             device=p.device)
         out = torch.cat([model(xt[i : i + chunk]) for i in range(0, xt.shape[0], chunk)])
     finally:
         model.train(was_training)
-    return out.double().numpy().reshape(len(grid.t), len(grid.x), -1)
+    return out.double().cpu().numpy().reshape(len(grid.t), len(grid.x), -1)
 
 
 def grid_errors(pred: np.ndarray, grid: EvalGrid, outputs) -> Dict[str, float]:
@@ -62,16 +63,16 @@ def residual_statistics(model: nn.Module, pde: PDE, grid: EvalGrid,
     was_training = model.training
     model.eval()
     try:
-        dtype = next(model.parameters()).dtype
+        p = next(model.parameters())
         X, T = np.meshgrid(grid.x, grid.t)
-        x = torch.as_tensor(X.reshape(-1, 1), dtype=dtype)
-        t = torch.as_tensor(T.reshape(-1, 1), dtype=dtype)
+        x = torch.as_tensor(X.reshape(-1, 1), dtype=p.dtype, device=p.device)
+        t = torch.as_tensor(T.reshape(-1, 1), dtype=p.dtype, device=p.device)
         parts = []
         for i in range(0, x.shape[0], chunk):
             d = compute_derivatives(model, x[i : i + chunk], t[i : i + chunk], pde.derivatives,
                                     create_graph=False)
             parts.append(pde.residual(x[i : i + chunk], t[i : i + chunk], d).detach())
-        r = torch.cat(parts).double().numpy()  # (Nt * Nx, n_equations)
+        r = torch.cat(parts).double().cpu().numpy()  # (Nt * Nx, n_equations)
     finally:
         model.train(was_training)
     out = {}

@@ -546,7 +546,8 @@ class Expression:
                 # numpy scalars follow numpy's inf/nan rules; Python floats would raise on 1/0.
                 return np.float64(value)
             dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-            return torch.tensor(float(value), dtype=dtype, device=ref.device)
+            # Filled on the device: no host-to-device copy (nor a synchronization) per call.
+            return torch.full((), float(value), dtype=dtype, device=ref.device)
         raise _error(self.key, f"variable '{name}' must be a number, numpy array or torch "
                                f"tensor, not {type(value).__name__}", self.source,
                      self._positions[name], name)

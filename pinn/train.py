@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from pinn.config import CONFIG_DIR, ConfigError, load_saved_config, register_configs, validate
+from pinn.device import configure_tf32, resolve_device
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
 from pinn.optim.stages import check_quasi_newton
@@ -47,12 +48,16 @@ def format_summary(metrics: dict, paths: RunPaths) -> str:
     return "\n".join(lines)
 
 
-def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] = None) -> Trainer:
-    """Problem, network, logger and trainer of one run, writing into ``paths``."""
+def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] = None,
+                  device: Optional[torch.device] = None) -> Trainer:
+    """Problem, network, logger and trainer of one run, writing into ``paths``; the network
+    on ``device`` (default: as ``cfg.device`` resolves)."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
+    device = resolve_device(cfg.device) if device is None else device
+    configure_tf32(device, cfg.tf32)
     pde = build_pde(cfg.pde)
-    model = build_model(cfg, pde.n_out)
+    model = build_model(cfg, pde.n_out).to(device)
     logger = RunLogger(paths, tensorboard=cfg.log.tensorboard, progress=cfg.trainer.progress,
                        total_steps=cfg.trainer.steps + cfg.trainer.qn_steps,
                        purge_step=resume_step)
@@ -63,7 +68,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
 SHAPE_KEYS = ("model.depth", "model.width", "model.activation", "model.norm", "pde.outputs",
               "precision")
 # Keys that may differ between a run and its continuation under trainer.resume=auto.
-FREE_KEYS = ("trainer", "log")
+FREE_KEYS = ("trainer", "log", "device", "tf32")
 
 
 def _flat(cfg: DictConfig) -> Dict[str, object]:
@@ -144,9 +149,11 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None) -> dict:
+def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
+        device: Optional[torch.device] = None) -> dict:
     """Train one run into ``paths`` (continuing ``resume`` if given); returns its metrics."""
-    trainer = build_trainer(cfg, paths, resume_step=resume.step if resume else None)
+    trainer = build_trainer(cfg, paths, resume_step=resume.step if resume else None,
+                            device=device)
     if resume is not None:
         trainer.load_training_state(resume.extra["training"])
     with stop_on_signals(trainer):
@@ -158,7 +165,7 @@ def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None) -
 def _hparam_view(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     return {k: c[k] for k in ("model", "pde", "optim", "sampler", "trainer", "bn", "loss",
-                               "precision", "seed")}
+                               "precision", "seed", "device")}
 
 
 EXIT_CODES = {"completed": 0, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
@@ -172,6 +179,7 @@ def main(cfg: DictConfig) -> float:
     resume = None
     try:
         validate(cfg)
+        device = resolve_device(cfg.device)  # decided once; "cuda" without a GPU stops here
         pde = build_pde(cfg.pde)
         if cfg.trainer.qn_steps > 0:
             check_quasi_newton(cfg.optim, list(build_model(cfg, pde.n_out).parameters()))
@@ -196,7 +204,7 @@ def main(cfg: DictConfig) -> float:
     if resume is not None:
         print(f"resuming {paths.root} from step {resume.step}", file=sys.stderr)
     try:
-        metrics = run(cfg, paths, resume)
+        metrics = run(cfg, paths, resume, device)
     except OSError as e:
         print(f"error: cannot write to {paths.root}: {e.strerror or e}; the last complete "
               f"checkpoint is {paths.last_checkpoint}", file=sys.stderr)

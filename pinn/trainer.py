@@ -16,6 +16,7 @@ from torch import nn
 
 from pinn.checkpoint import Checkpoint, save_checkpoint
 from pinn.config import choice
+from pinn.device import device_info
 from pinn.divergence import custom_scalar_layout, measure_divergence
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
 from pinn.figures import prediction_figure
@@ -55,12 +56,14 @@ class Trainer:
     def __init__(self, cfg: DictConfig, model: nn.Module, pde: PDE, paths: RunPaths,
                  logger: RunLogger, grid: Optional[EvalGrid] = None):
         self.cfg, self.model, self.pde, self.paths, self.logger = cfg, model, pde, paths, logger
-        self.dtype = next(model.parameters()).dtype
+        first = next(model.parameters())
+        self.dtype, self.device = first.dtype, first.device  # the run's; see pinn.device
         s = cfg.sampler
         rad = (s.rad_k, s.rad_c, s.rad_oversample) if choice(s.adaptive) == "rad" else None
         self.sampler = Sampler(choice(s.kind), s.n_interior, s.n_initial, s.n_boundary,
                                (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
-                               torch.Generator().manual_seed(cfg.seed), rad=rad)
+                               torch.Generator().manual_seed(cfg.seed), rad=rad,
+                               device=self.device)
         self.batch = self.sampler.sample()
         self.weights = {k: float(v) for k, v in cfg.loss.weights.items()}
         o = cfg.optim
@@ -96,7 +99,8 @@ class Trainer:
             # points of a seed.
             probe = Sampler("sobol", cfg.log.divergence_points, 1, 0,
                             (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
-                            torch.Generator().manual_seed(cfg.seed + 7919)).sample()
+                            torch.Generator().manual_seed(cfg.seed + 7919),
+                            device=self.device).sample()
             self.probe = (probe.x_int, probe.t_int)
             logger.custom_scalars(custom_scalar_layout())
 
@@ -147,9 +151,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total, terms = self._loss()
         total.backward()
-        values = {"total": total.item(), **{k: v.item() for k, v in terms.items()}}
-        grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in self.model.parameters()
-                           if p.grad is not None)
+        # One device-to-host transfer per step (each .item() or bool() on a GPU tensor waits
+        # for the device): the loss terms and whether every gradient is finite, together.
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else None
+        names = ["total", *terms]
+        stacked = [total.detach(), *(v.detach() for v in terms.values())]
+        if finite is not None:
+            stacked.append(finite.to(total.dtype))
+        numbers = torch.stack(stacked).tolist()
+        values = dict(zip(names, numbers))
+        grads_finite = finite is None or numbers[-1] == 1.0
         if not grads_finite:
             values["grad_norm"] = float("nan")
         if math.isfinite(values["total"]) and grads_finite:  # never step on a poisoned gradient
@@ -277,7 +289,9 @@ class Trainer:
             self.qn = build_quasi_newton(self.cfg.optim, list(self.model.parameters()),
                                          float(state["lr_factor"]))
             self.qn.load_state_dict(qn_state)
-        self.batch = Batch(**{k: v.clone() for k, v in state["batch"].items()})
+        # A checkpoint holds CPU tensors (pinn.device.to_cpu): the batch comes back to the run's
+        # device; the model and optimizers copy their state onto their parameters' device.
+        self.batch = Batch(**{k: v.to(self.device, copy=True) for k, v in state["batch"].items()})
         self.step, self.stage = int(state["step"]), str(state["stage"])
         self.events = list(state["events"])
         self.train_seconds = float(state["train_seconds"])
@@ -435,7 +449,8 @@ class Trainer:
         return self._metrics("completed", wall0, errors)
 
     def _params_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        params = list(self.model.parameters())
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())  # one sync
 
     def _metrics(self, status: str, wall0: float, errors: Optional[Dict[str, float]] = None,
                  message: Optional[str] = None) -> Dict[str, object]:
@@ -456,6 +471,7 @@ class Trainer:
             "reference": self.pde.reference_kind,
             "rollbacks": self.rollbacks,
             "derivatives_engine": self.engine,
+            **device_info(self.device),
         }
         if self.cfg.derivatives.compile and self.engine == "taylor":
             metrics["compile_status"] = compile_status(since=self._compile_events0)

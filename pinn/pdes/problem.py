@@ -114,7 +114,9 @@ class PDE:
         cols = []
         for e in exprs:
             v = e({**self.params, **env})
-            v = v if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=like.dtype)
+            if not isinstance(v, torch.Tensor):
+                # A constant: filled on the device (no host-to-device copy).
+                v = torch.full((1, 1), float(v), dtype=like.dtype, device=like.device)
             cols.append(v.expand_as(like))
         return torch.cat(cols, dim=1)
 

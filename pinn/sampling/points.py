@@ -47,13 +47,16 @@ class Sampler:
         n_interior, n_initial, n_boundary: points per set.
         domain: (x_min, x_max, t_min, t_max).
         dtype: floating dtype of the returned tensors.
-        generator: source of randomness.
+        generator: source of randomness (a CPU generator: points are drawn on the CPU and
+            then moved, so a seed gives the same points on every device).
         rad: (k, c, oversample) of RAD, or None for plain draws only.
+        device: where the returned tensors live.
     """
 
     def __init__(self, kind: str, n_interior: int, n_initial: int, n_boundary: int,
                  domain: tuple, dtype: torch.dtype, generator: torch.Generator,
-                 rad: Optional[Tuple[float, float, int]] = None):
+                 rad: Optional[Tuple[float, float, int]] = None,
+                 device: Optional[torch.device] = None):
         if kind not in ("uniform", "sobol"):
             raise ValueError(f"sampler.kind={kind!r} is not allowed: one of uniform, sobol")
         self.kind = kind
@@ -61,6 +64,7 @@ class Sampler:
         self.n_interior, self.n_initial, self.n_boundary = n_interior, n_initial, n_boundary
         self.x_min, self.x_max, self.t_min, self.t_max = domain
         self.dtype = dtype
+        self.device = torch.device("cpu") if device is None else torch.device(device)
         self.generator = generator
         if kind == "sobol":
             seeds = torch.randint(0, 2**31 - 1, (3,), generator=generator).tolist()
@@ -86,15 +90,15 @@ class Sampler:
         """A new draw; with ``residual`` and RAD configured, adaptive interior points.
 
         Args:
-            residual: (x, t) in the run's dtype -> (M,) absolute residual of the current
-                network, or None for a plain draw.
+            residual: (x, t) in the run's dtype and device -> (M,) absolute residual of the
+                current network, or None for a plain draw.
         """
         lx, lt = self.x_max - self.x_min, self.t_max - self.t_min
         if residual is not None and self.rad is not None:
             k, c, oversample = self.rad
             x_c, t_c = self._interior(oversample * self.n_interior)
-            eps = residual(x_c.to(self.dtype), t_c.to(self.dtype))
-            idx = rad_select(eps, self.n_interior, k, c, self.generator)
+            eps = residual(self._to(x_c), self._to(t_c))  # on the device
+            idx = rad_select(eps.detach().cpu(), self.n_interior, k, c, self.generator)
             x_int, t_int = x_c[idx], t_c[idx]
         else:
             x_int, t_int = self._interior(self.n_interior)
@@ -103,8 +107,11 @@ class Sampler:
         t_half = self.t_min + lt * self._unit("bc", self.n_boundary // 2, 1)
         t_bc = torch.cat([t_half, t_half])
         x_bc = torch.cat([torch.full_like(t_half, self.x_min), torch.full_like(t_half, self.x_max)])
-        to = lambda v: v.to(self.dtype)  # noqa: E731
+        to = self._to
         return Batch(to(x_int), to(t_int), to(x_ic), to(t_ic), to(x_bc), to(t_bc))
+
+    def _to(self, v: torch.Tensor) -> torch.Tensor:  # float64 CPU draw -> run dtype and device
+        return v.to(device=self.device, dtype=self.dtype)
 
     def state_dict(self) -> dict:
         state = {"generator": self.generator.get_state()}
