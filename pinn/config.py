@@ -218,6 +218,10 @@ class TrainerConfig:
     # Wall-clock budget of the training loop in minutes (null: none); reaching it ends
     # training early with an event, then evaluates and checkpoints as usual.
     max_minutes: Optional[float] = None
+    # The quasi-Newton stage ends when the loss falls by less than stall_rtol (relative) over
+    # stall_iterations iterations on the same points; 0 turns the check off.
+    stall_iterations: int = 200
+    stall_rtol: float = 1e-10
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -328,6 +332,10 @@ def validate(cfg: DictConfig) -> None:
     _require(t.qn_steps >= 0, "trainer.qn_steps", t.qn_steps, "an integer >= 0")
     _require(t.max_minutes is None or (math.isfinite(t.max_minutes) and t.max_minutes > 0),
              "trainer.max_minutes", t.max_minutes, "null or a number > 0")
+    _require(t.stall_iterations >= 0, "trainer.stall_iterations", t.stall_iterations,
+             "an integer >= 0 (0 turns the stall check off)")
+    _require(math.isfinite(t.stall_rtol) and t.stall_rtol >= 0, "trainer.stall_rtol",
+             t.stall_rtol, "a number >= 0")
     for key in ("log_every", "eval_every", "checkpoint_every"):
         _require(t[key] >= 1, f"trainer.{key}", t[key], "an integer >= 1")
     _require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads,

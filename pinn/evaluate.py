@@ -20,7 +20,7 @@ from pinn.checkpoint import CheckpointError, load_checkpoint, write_json
 from pinn.config import CONFIG_DIR
 from pinn.device import device_info
 from pinn.evaluation import grid_errors, make_eval_grid, predict_grid, residual_statistics
-from pinn.figures import plt, prediction_figure, slices_figure
+from pinn.figures import headline, plt, prediction_figure, slices_figure
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
 
@@ -68,9 +68,11 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
     figures = []
     for k, name in enumerate(pde.outputs):
         ref = None if grid.reference is None else grid.reference[..., k]
-        for kind, fig in (("fields", prediction_figure(grid.x, grid.t, pred[..., k], ref, name)),
+        title = headline(cfg.pde.name, step, pred[..., k], ref, name, paths.root.name)
+        for kind, fig in (("fields", prediction_figure(grid.x, grid.t, pred[..., k], ref, name,
+                                                       title)),
                           ("slices", slices_figure(grid.x, grid.t, pred[..., k], ref, times,
-                                                   name))):
+                                                   name, title))):
             png = paths.figures / f"{name}_{kind}.png"
             fig.savefig(png, dpi=110)
             figures.append(str(png.relative_to(paths.root)))

@@ -1,12 +1,22 @@
 """Where a run reports: TensorBoard, figures, the progress bar and metrics.json."""
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+import time
 from typing import Dict, Mapping, Optional
 
 from pinn.checkpoint import write_json
 from pinn.paths import RunPaths
+
+
+LINE_SECONDS = 30.0  # interval of the progress lines when the output is not a terminal
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def flat_hparams(cfg: Mapping, prefix: str = "") -> Dict[str, object]:
@@ -38,15 +48,23 @@ class RunLogger:
             # On resume, events logged after the checkpoint's step are dropped from the view.
             self.writer = SummaryWriter(log_dir=str(paths.tensorboard), purge_step=purge_step)
         self.bar = None
+        self.lines = False  # plain progress lines instead of a bar (output is not a terminal)
+        self.total_steps = total_steps
+        self._last_line = time.monotonic()
         if progress and total_steps > 0:
-            from tqdm.auto import tqdm
+            if sys.stderr.isatty():
+                from tqdm.auto import tqdm
 
-            # On a terminal the bar redraws twice a second; into a file (nohup, a batch
-            # job's log) one line every 30 s instead of a carriage return every few steps.
-            interactive = sys.stderr.isatty()
-            self.bar = tqdm(total=total_steps, initial=purge_step or 0, unit="step",
-                            file=sys.stderr, dynamic_ncols=True,
-                            mininterval=0.5 if interactive else 30.0)
+                # One rate and one ETA, the trainer's (optimizer steps only, compilation
+                # excluded): tqdm's own would count compilation and evaluations as steps.
+                self.bar = tqdm(total=total_steps, initial=purge_step or 0, unit="step",
+                                file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+                                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                           "[{elapsed}{postfix}]")
+                self.bar.set_postfix_str("starting (the first steps compile)")
+            else:
+                # Into a file (nohup, a batch job's log): a plain line every LINE_SECONDS.
+                self.lines = True
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.writer is not None:
@@ -65,10 +83,26 @@ class RunLogger:
         plt.close(fig)
 
     def progress(self, step: int, loss: float, steps_per_s: float, stage: str) -> None:
+        """Report ``step`` with the rate of the last logging window and an ETA at that rate."""
+        left = max(self.total_steps - step, 0) / max(steps_per_s, 1e-9)
+        text = f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s ETA {_clock(left)}"
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s",
-                                     refresh=False)
+            self.bar.set_postfix_str(text, refresh=False)
             self.bar.update(step - self.bar.n)  # redraws at most every mininterval
+        elif self.lines and (time.monotonic() - self._last_line >= LINE_SECONDS
+                             or step >= self.total_steps):
+            self._last_line = time.monotonic()
+            pct = 100.0 * step / max(self.total_steps, 1)
+            print(f"step {step}/{self.total_steps} ({pct:.0f}%) {text}", file=sys.stderr,
+                  flush=True)
+
+    def redirect_logging(self):
+        """A context in which log records are printed above the progress bar, not onto it."""
+        if self.bar is None:
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        return logging_redirect_tqdm()
 
     def finish(self, hparams: Mapping[str, object], metrics: Mapping[str, object]) -> None:
         """Write metrics.json atomically and the HParams summary, then close."""

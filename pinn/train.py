@@ -156,7 +156,7 @@ def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
                             device=device)
     if resume is not None:
         trainer.load_training_state(resume.extra["training"])
-    with stop_on_signals(trainer):
+    with stop_on_signals(trainer), trainer.logger.redirect_logging():
         metrics = trainer.fit()
     trainer.logger.finish(flat_hparams(_hparam_view(cfg)), metrics)
     return metrics

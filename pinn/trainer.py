@@ -19,7 +19,7 @@ from pinn.config import choice
 from pinn.device import device_info
 from pinn.divergence import custom_scalar_layout, measure_divergence
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
-from pinn.figures import prediction_figure
+from pinn.figures import headline, prediction_figure
 from pinn.logs import RunLogger
 from pinn.losses import grad_norm_weights, loss_terms, residual_magnitude, weighted_total
 from pinn.nn.norm import bn_layers, calibrate_bn, running_statistics_fixed, set_bn_mode
@@ -79,6 +79,8 @@ class Trainer:
         self.compile_seconds = 0.0  # torch.compile time paid inside steps
         self.loop_seconds = 0.0  # the whole loop (steps, redraws, evaluations, checkpoints)
         self.stage_seconds = {"adam": 0.0, "qn": 0.0}  # optimizer steps per stage
+        self._rate_mark = (0, 0.0)  # (step, train_seconds) where the logged rate's window began
+        self._stall: Optional[tuple] = None  # (step, loss) where the stall window began
         self.resample_seconds = 0.0
         self.stop_reason: Optional[str] = None  # training ended early (budget, stalled search)
         self._compile_events0 = len(compile_events())  # earlier runs in this process
@@ -114,6 +116,7 @@ class Trainer:
         calibrate_bn(self.model, self.batch.x_int, self.batch.t_int)
         if self.qn is not None:
             self.qn.invalidate()  # same parameters, different function
+        self._stall = None
         self.events.append({"step": self.step, "event": f"calibrate ({reason})"})
 
     def freeze(self, reason: str) -> None:
@@ -183,6 +186,7 @@ class Trainer:
             self.events.append({"step": self.step, "event": f"quasi-Newton stage: {self.qn.name}"})
         self.model.train()
         terms = self.qn.step(self._evaluate_loss)
+        self._check_stall(terms["total"])
         info = self.qn.last
         if info.get("reset"):
             self.events.append({"step": self.step,
@@ -193,6 +197,27 @@ class Trainer:
                                 f"{choice(self.cfg.optim.on_line_search_failure)})")
             self.events.append({"step": self.step, "event": self.stop_reason})
         return terms
+
+    def _check_stall(self, loss: float) -> None:
+        """End the quasi-Newton stage when, over ``trainer.stall_iterations`` iterations on the
+        same points, the loss fell by less than ``trainer.stall_rtol`` of itself. The window
+        starts again at every redraw (a new objective) and after each check that passed."""
+        n, rtol = self.cfg.trainer.stall_iterations, self.cfg.trainer.stall_rtol
+        if not n or not math.isfinite(loss):
+            return
+        if self._stall is None:
+            self._stall = (self.step, loss)
+            return
+        start, loss0 = self._stall
+        if self.step + 1 - start < n:
+            return
+        if loss0 - loss <= rtol * abs(loss0):
+            self.stop_reason = (
+                f"{self.qn.name}: no progress, the loss went from {loss0:.6e} to {loss:.6e} in "
+                f"{self.step + 1 - start} iterations (less than trainer.stall_rtol={rtol:g} of "
+                f"itself in trainer.stall_iterations={n}); training stopped")
+            self.events.append({"step": self.step + 1, "event": self.stop_reason})
+        self._stall = (self.step + 1, loss)
 
     # -- collocation points -------------------------------------------------------------
     def _residual_magnitude(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -222,6 +247,7 @@ class Trainer:
         t0 = time.perf_counter()
         adaptive = choice(self.cfg.sampler.adaptive) == "rad"
         self.batch = self.sampler.sample(self._residual_magnitude if adaptive else None)
+        self._stall = None  # a new objective: the stall window starts again
         if choice(self.cfg.loss.balance) == "grad_norm":
             self.rebalance()
         if self.qn is not None:
@@ -242,8 +268,11 @@ class Trainer:
         if with_figure and self.cfg.log.figures and self.logger.writer is not None:
             ref = self.grid.reference
             for k, name in enumerate(self.pde.outputs):
-                fig = prediction_figure(self.grid.x, self.grid.t, pred[..., k],
-                                        None if ref is None else ref[..., k], name)
+                ref_k = None if ref is None else ref[..., k]
+                title = headline(self.cfg.pde.name, self.step, pred[..., k], ref_k, name,
+                                 self.paths.root.name)
+                fig = prediction_figure(self.grid.x, self.grid.t, pred[..., k], ref_k, name,
+                                        title)
                 self.logger.figure(f"prediction/{name}", fig, self.step)
         self.last_errors = errors
         return errors
@@ -273,6 +302,7 @@ class Trainer:
             "lr_factor": self.lr_factor,
             "engine": self.engine,
             "weights": dict(self.weights),
+            "stall": None if self._stall is None else list(self._stall),
         }
 
     def load_training_state(self, state: Dict[str, object]) -> None:
@@ -304,6 +334,9 @@ class Trainer:
         self.rollbacks, self.lr_factor = int(state["rollbacks"]), float(state["lr_factor"])
         self.engine = state["engine"]
         self.weights = dict(state.get("weights", self.weights))
+        self._rate_mark = (self.step, self.train_seconds)
+        stall = state.get("stall")
+        self._stall = None if stall is None else (int(stall[0]), float(stall[1]))
 
     def save(self) -> None:
         """Write checkpoints/last.pt atomically; the previous one stays until this one is whole."""
@@ -322,15 +355,21 @@ class Trainer:
         if self.step % tc.log_every == 0 or self.step == self.total_steps:
             values = {f"loss/{k}": v for k, v in terms.items()}
             values.update({f"weight/{k}": w for k, w in self.weights.items()})
-            if self.stage == "adam":
-                values["lr"] = self.optimizer.param_groups[0]["lr"]
+            kind = "adam" if self.stage == "adam" else "qn"
+            if kind == "adam":
+                values["adam/lr"] = self.optimizer.param_groups[0]["lr"]
             else:
                 info = self.qn.last
                 values.update({f"qn/{k}": float(v) for k, v in info.items()
                                if k in ("step", "evaluations", "tau", "phi")})
-            values["steps_per_s"] = self.step / max(self.train_seconds, 1e-9)
+            # The rate of this logging window (optimizer steps only, compilation excluded),
+            # one curve per stage; metrics.json keeps the whole-run average.
+            step0, seconds0 = self._rate_mark
+            rate = (self.step - step0) / max(self.train_seconds - seconds0, 1e-9)
+            self._rate_mark = (self.step, self.train_seconds)
+            values[f"speed/{kind}_steps_per_s"] = rate
             self.logger.scalars(values, self.step)
-            self.logger.progress(self.step, terms["total"], values["steps_per_s"], self.stage)
+            self.logger.progress(self.step, terms["total"], rate, self.stage)
         if self.step % tc.eval_every == 0 and self.step != self.total_steps:
             self.evaluate()
         de = self.cfg.log.divergence_every
@@ -410,7 +449,10 @@ class Trainer:
                                     f"at step {self.step} of {self.total_steps}")
                 self.events.append({"step": self.step, "event": self.stop_reason})
                 break
-            self.stage = "adam" if self.step < tc.steps else choice(self.cfg.optim.qn)
+            stage = "adam" if self.step < tc.steps else choice(self.cfg.optim.qn)
+            if stage != self.stage or self.step == 0 or self._rate_mark[0] > self.step:
+                self._rate_mark = (self.step, self.train_seconds)  # a window is one stage's
+            self.stage = stage
             if self.stage != "adam":
                 # The line search must see one deterministic function of the parameters.
                 self.freeze("quasi-Newton stage")

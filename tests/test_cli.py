@@ -37,7 +37,8 @@ def test_run_folder_has_every_artifact(heat_run):
     ea = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
     ea.Reload()
     scalars = set(ea.Tags()["scalars"])
-    for tag in ("loss/res", "loss/ic", "loss/bc", "lr", "weight/res", "error/l2_rel/u"):
+    for tag in ("loss/res", "loss/ic", "loss/bc", "adam/lr", "speed/adam_steps_per_s",
+                "weight/res", "error/l2_rel/u"):
         assert tag in scalars, tag
     # Loss terms are logged through the quasi-Newton stage too (steps 31..35).
     assert max(e.step for e in ea.Scalars("loss/res")) == 35
@@ -83,7 +84,7 @@ def test_multirun_gives_one_folder_per_job_with_hparams(tmp_path):
         ea = EventAccumulator(str(d / "tensorboard"))
         ea.Reload()
         assert "_hparams_/session_start_info" in ea.PluginTagToContent("hparams"), d
-        lrs.append(ea.Scalars("lr")[0].value)
+        lrs.append(ea.Scalars("adam/lr")[0].value)
     assert lrs[0] == pytest.approx(1e-3, rel=1e-2) and lrs[1] == pytest.approx(1e-2, rel=1e-2)
 
 

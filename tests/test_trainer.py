@@ -172,3 +172,32 @@ def test_dense_stage_with_rad_trains_heat_far_beyond_adam(tmp_path, method):
     assert {"qn/step", "qn/evaluations"} <= set(ea.Tags()["scalars"])
     assert {"step": 200, "event": f"quasi-Newton stage: {method}"} in metrics["events"]
     assert metrics["qn_method"] == method
+
+
+STALL = ["pde=heat", "model.depth=2", "model.width=8", "sampler.n_interior=64",
+         "sampler.n_initial=16", "sampler.n_boundary=16", "trainer.steps=5",
+         "trainer.qn_steps=200", "optim.qn=lbfgs", "trainer.stall_iterations=20",
+         "log.tensorboard=false", "pde.eval_nx=16", "pde.eval_nt=8", "trainer.progress=false"]
+
+
+def test_quasi_newton_stage_ends_when_the_loss_stops_falling(tmp_path):
+    """stall_rtol=0.9 asks for a tenfold fall every 20 iterations, which L-BFGS does not keep
+    up: the stage ends at a window's end with an event, and the run is still evaluated."""
+    cfg = compose_cfg([*STALL, "trainer.stall_rtol=0.9", "sampler.resample_every=0",
+                       "sampler.adaptive=none"])
+    metrics = build_trainer(cfg, RunPaths(tmp_path)).fit()
+    assert metrics["status"] == "completed" and metrics["steps"] < 205
+    assert (metrics["steps"] - 5) % 20 == 0
+    assert "no progress" in metrics["stopped_early"]
+    assert "trainer.stall_iterations=20" in metrics["stopped_early"]
+    assert "error/l2_rel/u" in metrics
+    assert any("no progress" in e["event"] for e in metrics["events"])
+
+
+def test_stall_window_restarts_at_every_redraw_and_can_be_turned_off(tmp_path):
+    # Redraws every 15 steps: a 20-iteration window on the same points never completes.
+    cfg = compose_cfg([*STALL, "trainer.stall_rtol=0.9", "sampler.resample_every=15"])
+    assert build_trainer(cfg, RunPaths(tmp_path / "a")).fit()["steps"] == 205
+    cfg = compose_cfg([*STALL, "trainer.stall_rtol=0.9", "trainer.stall_iterations=0",
+                       "sampler.resample_every=0", "sampler.adaptive=none"])
+    assert "stopped_early" not in build_trainer(cfg, RunPaths(tmp_path / "b")).fit()

@@ -1,0 +1,113 @@
+"""What a run reports while it trains: the logged rate and the progress lines."""
+from __future__ import annotations
+
+import time
+
+import pinn.logs
+from pinn.logs import RunLogger
+from pinn.paths import RunPaths
+from pinn.train import build_trainer
+from tests.conftest import compose_cfg
+
+TINY = ["model.depth=2", "model.width=8", "sampler.n_interior=64", "sampler.n_initial=16",
+        "sampler.n_boundary=16", "sampler.resample_every=0", "sampler.adaptive=none",
+        "pde.eval_nx=16", "pde.eval_nt=8", "log.figures=false", "log.tensorboard=false",
+        "trainer.progress=false"]
+
+
+def test_logged_rate_is_the_last_windows_not_the_runs_average(tmp_path):
+    """Steps 1-10 run at full speed, steps 11-20 sleep 50 ms each: the rate logged at step 20
+    covers only the slow window (<= 20 steps/s), while metrics.json keeps the whole-run
+    average, which the fast steps lift well above it."""
+    cfg = compose_cfg([*TINY, "trainer.steps=20", "trainer.qn_steps=0", "trainer.log_every=10"])
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    logged = {}
+    scalars = tr.logger.scalars
+    tr.logger.scalars = lambda values, step: (logged.setdefault(step, dict(values)),
+                                              scalars(values, step))
+    step = tr.adam_step
+
+    def slow_after_10():
+        if tr.step >= 10:
+            time.sleep(0.05)
+        return step()
+
+    tr.adam_step = slow_after_10
+    metrics = tr.fit()
+    window = logged[20]["speed/adam_steps_per_s"]
+    assert window <= 20.0
+    assert metrics["steps_per_s"] > 1.5 * window
+    assert logged[10]["speed/adam_steps_per_s"] > 2 * window
+    assert "adam/lr" in logged[10] and "lr" not in logged[10]
+
+
+def test_quasi_newton_rate_has_its_own_curve(tmp_path):
+    cfg = compose_cfg([*TINY, "trainer.steps=4", "trainer.qn_steps=4", "trainer.log_every=2"])
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    logged = {}
+    scalars = tr.logger.scalars
+    tr.logger.scalars = lambda values, step: (logged.setdefault(step, dict(values)),
+                                              scalars(values, step))
+    tr.fit()
+    assert "speed/adam_steps_per_s" in logged[4] and "speed/qn_steps_per_s" not in logged[4]
+    assert "speed/qn_steps_per_s" in logged[6] and "adam/lr" not in logged[6]
+
+
+def test_progress_into_a_file_is_plain_lines(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pinn.logs, "LINE_SECONDS", 0.0)
+    logger = RunLogger(RunPaths(tmp_path), tensorboard=False, progress=True, total_steps=100)
+    assert logger.bar is None and logger.lines  # pytest's stderr is not a terminal
+    logger.progress(50, 1.25e-3, 25.0, "adam")
+    logger.progress(100, 1.0e-4, 20.0, "ssbroyden")
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines() == [
+        "step 50/100 (50%) adam loss=1.250e-03 25.0 steps/s ETA 0:02",
+        "step 100/100 (100%) ssbroyden loss=1.000e-04 20.0 steps/s ETA 0:00"]
+
+
+def test_progress_lines_keep_their_interval(tmp_path, capsys):
+    logger = RunLogger(RunPaths(tmp_path), tensorboard=False, progress=True, total_steps=100)
+    for step in range(1, 50):
+        logger.progress(step, 1.0, 100.0, "adam")
+    assert capsys.readouterr().err == ""  # less than LINE_SECONDS (30 s) since the start
+
+
+def test_terminal_bar_shows_one_rate_and_starts_without_an_eta(tmp_path, capsys, monkeypatch):
+    import sys
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    logger = RunLogger(RunPaths(tmp_path), tensorboard=False, progress=True, total_steps=100)
+    assert logger.bar is not None
+    logger.bar.refresh()
+    first = capsys.readouterr().err
+    assert "starting (the first steps compile)" in first and "ETA" not in first
+    logger.progress(50, 1.25e-3, 25.0, "adam")
+    logger.bar.refresh()
+    logger.bar.close()
+    shown = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "adam loss=1.250e-03 25.0 steps/s ETA 0:02" in shown
+    assert "it/s" not in shown and "step/s" not in shown.replace("steps/s", "")
+
+
+def test_figures_state_problem_step_and_error_and_show_the_error_on_a_log_scale():
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    from pinn.figures import headline, plt, prediction_figure, slices_figure
+    x, t = np.linspace(-1, 1, 21), np.linspace(0, 1, 11)
+    ref = np.sin(np.pi * x)[None, :] * np.exp(-t)[:, None]  # (Nt, Nx)
+    pred = ref.copy()
+    pred[5, 10] += 0.5  # one bad point, invisible on a linear scale of a smooth error
+    title = headline("heat", 1200, pred, ref, "u", "run-a")
+    rel = np.linalg.norm(pred - ref) / np.linalg.norm(ref)
+    assert title == f"heat | run-a | step 1200 | relative L2 of u {rel:.2e}"
+    fig = prediction_figure(x, t, pred, ref, "u", title)
+    assert fig._suptitle.get_text() == title
+    err_ax = fig.axes[2]
+    assert "max 5.00e-01" in err_ax.get_title()
+    assert isinstance(err_ax.images[0].norm, LogNorm)
+    assert err_ax.images[0].norm.vmax == 0.5 and err_ax.images[0].norm.vmin == 0.5e-4
+    plt.close(fig)
+    fig = slices_figure(x, t, pred, ref, [0.0, 1.0], "u", title)
+    assert fig._suptitle.get_text() == title
+    plt.close(fig)
