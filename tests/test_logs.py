@@ -15,16 +15,26 @@ TINY = ["model.depth=2", "model.width=8", "sampler.n_interior=64", "sampler.n_in
         "trainer.progress=false"]
 
 
+def recording_trainer(cfg, tmp_path):
+    """A trainer whose logged scalars are also kept in a dict {step: {tag: value}}."""
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    logged = {}
+    scalars = tr.logger.scalars
+
+    def record(values, step):
+        logged.setdefault(step, dict(values))
+        scalars(values, step)
+
+    tr.logger.scalars = record
+    return tr, logged
+
+
 def test_logged_rate_is_the_last_windows_not_the_runs_average(tmp_path):
     """Steps 1-10 run at full speed, steps 11-20 sleep 50 ms each: the rate logged at step 20
     covers only the slow window (<= 20 steps/s), while metrics.json keeps the whole-run
     average, which the fast steps lift well above it."""
     cfg = compose_cfg([*TINY, "trainer.steps=20", "trainer.qn_steps=0", "trainer.log_every=10"])
-    tr = build_trainer(cfg, RunPaths(tmp_path))
-    logged = {}
-    scalars = tr.logger.scalars
-    tr.logger.scalars = lambda values, step: (logged.setdefault(step, dict(values)),
-                                              scalars(values, step))
+    tr, logged = recording_trainer(cfg, tmp_path)
     step = tr.adam_step
 
     def slow_after_10():
@@ -43,11 +53,7 @@ def test_logged_rate_is_the_last_windows_not_the_runs_average(tmp_path):
 
 def test_quasi_newton_rate_has_its_own_curve(tmp_path):
     cfg = compose_cfg([*TINY, "trainer.steps=4", "trainer.qn_steps=4", "trainer.log_every=2"])
-    tr = build_trainer(cfg, RunPaths(tmp_path))
-    logged = {}
-    scalars = tr.logger.scalars
-    tr.logger.scalars = lambda values, step: (logged.setdefault(step, dict(values)),
-                                              scalars(values, step))
+    tr, logged = recording_trainer(cfg, tmp_path)
     tr.fit()
     assert "speed/adam_steps_per_s" in logged[4] and "speed/qn_steps_per_s" not in logged[4]
     assert "speed/qn_steps_per_s" in logged[6] and "adam/lr" not in logged[6]
