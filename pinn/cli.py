@@ -1,0 +1,238 @@
+"""Command-line overrides checked before Hydra starts: one line per mistake, exit status 2.
+
+Hydra reports a typo in several lines (its own hint, the schema's class names, the config
+search path) and its hint, ``+model.widht=3``, adds the misspelt key and trains with the old
+value. :func:`check_command_line` composes the config from the command line first, as
+``python -m pinn.train`` will, and turns every failure into one line that names the key, the
+value, what is allowed and, where a close match exists, what was probably meant. A ``+key``
+that the schema does not have is refused the same way (``+`` adds keys only where a config
+takes new ones: ``pde.params.*``). Nothing is written before the check passes, so bad input
+leaves no run folder.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+
+from pinn.config import CONFIG_DIR
+
+# Flags after which Hydra prints something instead of running: nothing to check.
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
+              "--shell-completion", "-sc", "--experimental-rerun", "--version"}
+# Hydra options that take a value.
+VALUE_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
+               "--package", "-p"}
+TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false",
+              "String": "a string"}
+MAX_SWEEP_VALUES = 50  # values of one sweep that are checked one by one
+
+
+class CommandLineError(ValueError):
+    """An override that does not compose; the message is one line."""
+
+
+def split_argv(argv: Sequence[str]) -> Tuple[List[str], Optional[str], Optional[str], bool]:
+    """(overrides, --config-dir, --config-name, info) of Hydra's command line."""
+    overrides: List[str] = []
+    config_dir = config_name = None
+    info = False
+    it = iter(argv)
+    for arg in it:
+        flag, _, inline = arg.partition("=")
+        if arg.startswith("-"):
+            if flag in INFO_FLAGS:
+                info = True
+            if flag in VALUE_FLAGS:
+                value = inline if inline else next(it, "")
+                if flag in ("--config-dir", "-cd"):
+                    config_dir = value
+                elif flag in ("--config-name", "-cn"):
+                    config_name = value
+            continue
+        overrides.append(arg)
+    return overrides, config_dir, config_name, info
+
+
+def _close(word: str, options: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _node(cfg: DictConfig, dotted: str):
+    node = cfg
+    for part in [p for p in dotted.split(".") if p]:
+        if not OmegaConf.is_dict(node) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _unknown_key(key: str, cfg: DictConfig, prefix: str = "") -> str:
+    """One line for a key the config does not have, with the nearest valid key."""
+    parent, _, leaf = key.rpartition(".")
+    node = _node(cfg, parent)
+    if node is None or not OmegaConf.is_dict(node):
+        return _unknown_key(parent, cfg, prefix) if parent else f"{prefix}{key} is not a config key"
+    keys = [str(k) for k in node.keys()]
+    full = [f"{parent}.{k}" if parent else k for k in keys]
+    hint = _close(key, full)
+    shown = ", ".join(keys) if len(keys) <= 12 else ", ".join(keys[:12]) + ", ..."
+    where = f"the keys of {parent}" if parent else "the top-level keys"
+    return f"{prefix}{key} is not a config key{hint}; {where}: {shown}"
+
+
+def _is_group(key: str, config_dirs: Sequence[Path]) -> bool:
+    return any((d / key.replace(".", "/")).is_dir() for d in config_dirs)
+
+
+def _translate(exc: BaseException, override: str, cfg: DictConfig) -> str:
+    """One line for a composition failure caused by ``override``."""
+    texts = []
+    e: Optional[BaseException] = exc
+    while e is not None:
+        texts.append(str(e))
+        e = e.__cause__ or e.__context__
+    text = "\n".join(texts)
+    key, _, value = override.lstrip("+~").partition("=")
+    if isinstance(exc, MissingConfigException) and exc.options:
+        m = re.search(r"Could not (?:find|load) '([^']+)'", text)
+        group = key
+        if m and "/" in m.group(1):
+            group = m.group(1).rsplit("/", 1)[0].replace("/", ".")
+        options = sorted(str(o) for o in exc.options)
+        return (f"{group}={value} is not allowed: one of {', '.join(options)}"
+                f"{_close(value, options)}")
+    m = re.search(r"Key '([^']+)' not in '[^']+'", text)
+    if m:
+        fk = re.search(r"full_key: (\S+)", text)
+        return _unknown_key(fk.group(1) if fk else key, cfg)
+    m = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", text)
+    if m:
+        fk = re.search(r"full_key: (\S+)", text)
+        return (f"{fk.group(1) if fk else key}={m.group(1)!r} is not allowed: "
+                f"{TYPE_WORDS.get(m.group(2), m.group(2).lower())}")
+    m = re.search(r"Invalid value '(.*)', expected one of \[(.*)\]", text)
+    if m:
+        fk = re.search(r"full_key: (\S+)", text)
+        options = [o.strip() for o in m.group(2).split(",")]
+        return (f"{fk.group(1) if fk else key}={m.group(1)!r} is not allowed: one of "
+                f"{', '.join(options)}{_close(m.group(1), options)}")
+    m = re.search(r"Multiple values for (\S+?)\.", text)
+    if m:
+        return (f"{override}: {m.group(1)} is chosen already by the config; choose it without "
+                f"'+': {key}={value}")
+    m = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
+    if m:
+        return (f"+{key}={value}: {m.group(1)} exists already; set it without '+': "
+                f"{key}={value}")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return f"{override}: {first}"
+
+
+class _Composer:
+    """Composes ``config_name`` with given overrides (Hydra's compose API)."""
+
+    def __init__(self, config_name: str, config_dir: Optional[str]):
+        self.config_name = config_name
+        self.extra = []
+        self.dirs = [Path(CONFIG_DIR)]
+        if config_dir:
+            d = Path(config_dir).resolve()
+            if not d.is_dir():
+                raise CommandLineError(f"--config-dir={config_dir} is not a folder")
+            self.extra = [f"hydra.searchpath=[file://{d}]"]
+            self.dirs.insert(0, d)
+
+    def __call__(self, overrides: List[str]) -> DictConfig:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR),
+                                   job_name="pinn_check"):
+            return compose(self.config_name, overrides=[*self.extra, *overrides])
+
+
+def check_overrides(config_name: str, overrides: List[str],
+                    config_dir: Optional[str] = None) -> DictConfig:
+    """Compose ``config_name`` with ``overrides`` (each value of a sweep on its own).
+
+    Returns:
+        the composed config (first value of each sweep).
+
+    Raises:
+        CommandLineError: one line naming the override that fails and why.
+    """
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as e:  # noqa: BLE001 - Hydra's grammar errors come in several types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CommandLineError(f"cannot read the override(s) {' '.join(overrides)}: {first}") \
+            from None
+    composer = _Composer(config_name, config_dir)
+    plain: List[str] = []
+    checks: List[Tuple[str, List[str]]] = []  # (override text, values to try one by one)
+    for o, text in zip(parsed, overrides):
+        if o.key_or_group.startswith("hydra.") or o.key_or_group.startswith("hydra/"):
+            continue
+        if o.is_sweep_override():
+            try:
+                values = list(o.sweep_string_iterator())[:MAX_SWEEP_VALUES]
+            except Exception:  # noqa: BLE001 - interval sweeps (for a sweeper) have no list
+                continue
+            prefix = text.split("=", 1)[0]
+            checks.append((text, [f"{prefix}={v}" for v in values]))
+        else:
+            plain.append(text)
+    base = composer([])
+    # Adding keys: only where the config takes new ones (a plain dict, not a schema node).
+    for o, text in zip(parsed, overrides):
+        if (o.is_add() or o.is_force_add()) and not o.key_or_group.startswith("hydra"):
+            key = o.key_or_group
+            if _is_group(key, composer.dirs):
+                continue
+            parent, _, leaf = key.rpartition(".")
+            node = _node(base, parent)
+            if node is None or not OmegaConf.is_dict(node):
+                raise CommandLineError(_unknown_key(key, base, prefix="+"))
+            if leaf not in node and OmegaConf.get_type(node) not in (dict, None):
+                hint = _unknown_key(key, base)
+                raise CommandLineError(f"+{hint}; '+' adds keys only where the config takes "
+                                       "new ones (pde.params.*)")
+    try:
+        cfg = composer(plain)
+    except Exception as e:  # noqa: BLE001 - blame the first override whose prefix fails
+        culprit, cause = " ".join(plain), e
+        for i in range(len(plain)):
+            try:
+                composer(plain[:i + 1])
+            except Exception as ei:  # noqa: BLE001
+                culprit, cause = plain[i], ei
+                break
+        raise CommandLineError(_translate(cause, culprit, base)) from None
+    for text, singles in checks:
+        for single in singles:
+            try:
+                composer([*plain, single])
+            except Exception as e:  # noqa: BLE001
+                raise CommandLineError(_translate(e, single, base) + f" (in the sweep {text})") \
+                    from None
+    return cfg
+
+
+def check_command_line(config_name: str, argv: Optional[Sequence[str]] = None) -> None:
+    """Check ``argv`` (default ``sys.argv[1:]``) before Hydra runs; on a mistake print one line
+    ``error: ...`` to stderr and exit with status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    overrides, config_dir, name, info = split_argv(argv)
+    if info:
+        return
+    try:
+        check_overrides(name or config_name, overrides, config_dir)
+    except CommandLineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,91 @@
+"""Bad command lines: one line naming the key, the value and what is allowed; exit status 2;
+no run folder (pinn.cli, before Hydra starts)."""
+from __future__ import annotations
+
+import pytest
+
+from pinn.cli import CommandLineError, check_overrides, split_argv
+from tests.conftest import run_cli
+
+import pinn.diagnose  # noqa: F401  (stores the diagnose and evaluate schemas)
+import pinn.evaluate  # noqa: F401
+import pinn.train  # noqa: F401
+
+CASES = [
+    (["model.widht=3"], "model.widht is not a config key (did you mean model.width?); the "
+                        "keys of model: depth, width, activation, norm"),
+    (["+model.widht=3"], "+model.widht is not a config key (did you mean model.width?)"),
+    (["model.width=abc"], "model.width='abc' is not allowed: an integer"),
+    (["trainer.max_minutes=abc"], "trainer.max_minutes='abc' is not allowed: a number"),
+    (["pde=burger"], "pde=burger is not allowed: one of advection, allen_cahn, burgers, heat, "
+                     "klein_gordon, nls, wave (did you mean burgers?)"),
+    (["experiment=precis"], "experiment=precis is not allowed: one of burgers_bn, heat_quick, "
+                            "precise, raissi_burgers (did you mean precise?)"),
+    (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
+                            "ssbroyden (did you mean ssbroyden?)"),
+    (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),
+    (["seed=2", "trainer.stps=3"], "trainer.stps is not a config key (did you mean "
+                                   "trainer.steps?)"),
+    (["+model.width=3"], "+model.width=3: model.width exists already; set it without '+': "
+                         "model.width=3"),
+    (["+experiment=precise"], "experiment is chosen already by the config"),
+    (["model.depth=2,x"], "model.depth='x' is not allowed: an integer (in the sweep "
+                          "model.depth=2,x)"),
+    (["nosuchkey=1"], "nosuchkey is not a config key; the top-level keys: model, pde"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_each_mistake_is_one_line_naming_key_value_and_what_is_allowed(overrides, message):
+    with pytest.raises(CommandLineError) as e:
+        check_overrides("train", overrides)
+    text = str(e.value)
+    assert "\n" not in text
+    assert text.startswith(message) if not message.startswith("experiment") else message in text
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["pde=heat", "pde.params.kappa=0.1"], ["+pde.params.extra=1"], ["seed=1,2,3"],
+    ["experiment=precise", "pde=wave"], ["hydra.run.dir=/tmp/x", "model.width=8"],
+    ["optim.lr=1e-3,3e-3", "model.depth=range(2,5)"]])
+def test_valid_command_lines_pass(overrides):
+    check_overrides("train", overrides)
+
+
+def test_evaluate_and_diagnose_are_checked_against_their_own_schemas():
+    with pytest.raises(CommandLineError, match=r"^nxx is not a config key \(did you mean nx\?\)"):
+        check_overrides("evaluate", ["run_dir=x", "nxx=3"])
+    with pytest.raises(CommandLineError, match=r"^n_point is not a config key \(did you mean "
+                                               r"n_points\?\)"):
+        check_overrides("diagnose", ["n_point=3"])
+    check_overrides("evaluate", ["run_dir=x", "nx=64", "device=cpu"])
+
+
+def test_config_dir_problems_are_found():
+    from tests.conftest import REPO
+    check_overrides("train", ["pde=advection_diffusion"], config_dir=str(REPO / "examples"))
+    with pytest.raises(CommandLineError, match="pde=advection_diffusio is not allowed: one of "
+                                               ".*advection_diffusion"):
+        check_overrides("train", ["pde=advection_diffusio"], config_dir=str(REPO / "examples"))
+
+
+def test_split_argv_separates_flags_from_overrides():
+    assert split_argv(["-m", "--config-dir", "ex", "seed=1", "-cn=train"]) == (
+        ["seed=1"], "ex", "train", False)
+    assert split_argv(["--help"])[3] is True
+
+
+@pytest.mark.parametrize("module,args,expected", [
+    ("pinn.train", ["+model.widht=3"], "error: +model.widht is not a config key (did you mean "
+                                       "model.width?)"),
+    ("pinn.train", ["-m", "seed=0,1", "pde=burger"], "error: pde=burger is not allowed"),
+    ("pinn.evaluate", ["run_dir=x", "nxx=3"], "error: nxx is not a config key"),
+])
+def test_cli_prints_one_line_exits_2_and_leaves_no_run_folder(tmp_path, module, args, expected):
+    r = run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, module=module)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), r.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+    assert not (tmp_path / "outputs").exists()
