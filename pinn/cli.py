@@ -20,9 +20,10 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pinn.config import CONFIG_DIR
+from pinn.help import render
 
 # Flags after which Hydra prints something instead of running: nothing to check.
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
@@ -151,10 +152,11 @@ class _Composer:
             self.extra = [f"hydra.searchpath=[file://{d}]"]
             self.dirs.insert(0, d)
 
-    def __call__(self, overrides: List[str]) -> DictConfig:
+    def __call__(self, overrides: List[str], hydra: bool = False) -> DictConfig:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR),
                                    job_name="pinn_check"):
-            return compose(self.config_name, overrides=[*self.extra, *overrides])
+            return compose(self.config_name, overrides=[*self.extra, *overrides],
+                           return_hydra_config=hydra)
 
 
 def check_overrides(config_name: str, overrides: List[str],
@@ -224,11 +226,32 @@ def check_overrides(config_name: str, overrides: List[str],
     return cfg
 
 
-def check_command_line(config_name: str, argv: Optional[Sequence[str]] = None) -> None:
+def help_text(config_name: str, schema: type, overrides: List[str],
+              config_dir: Optional[str] = None) -> str:
+    """``--help``: keys, groups and common commands of ``config_name`` (see pinn.help)."""
+    composer = _Composer(config_name, config_dir)
+    cfg = composer([o for o in overrides if "," not in o], hydra=True)
+    choices = cfg.hydra.runtime.choices
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return render(config_name, schema, cfg, composer.dirs, choices)
+
+
+def check_command_line(config_name: str, schema: Optional[type] = None,
+                       argv: Optional[Sequence[str]] = None) -> None:
     """Check ``argv`` (default ``sys.argv[1:]``) before Hydra runs; on a mistake print one line
-    ``error: ...`` to stderr and exit with status 2."""
+    ``error: ...`` to stderr and exit with status 2. ``--help`` (``-h``) prints
+    :func:`help_text` for ``schema`` and exits 0."""
     argv = sys.argv[1:] if argv is None else list(argv)
     overrides, config_dir, name, info = split_argv(argv)
+    if schema is not None and ("--help" in argv or "-h" in argv):
+        try:
+            check_overrides(name or config_name, overrides, config_dir)
+            print(help_text(name or config_name, schema, overrides, config_dir))
+        except CommandLineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(0)
     if info:
         return
     try:

@@ -98,7 +98,14 @@ class Scheduler(str, Enum):
 
 @dataclass
 class ModelConfig:
-    """MLP on (x, t): ``depth`` hidden blocks of [Linear(width), norm, activation]."""
+    """MLP on (x, t): ``depth`` hidden blocks of [Linear(width), norm, activation].
+
+    Attributes:
+        depth: hidden blocks
+        width: neurons per hidden block
+        activation: tanh, gelu, sin or silu
+        norm: none, or batch (batch normalization in every hidden block; see bn.*)
+    """
 
     depth: int = 4
     width: int = 20
@@ -108,16 +115,28 @@ class ModelConfig:
 
 @dataclass
 class BNConfig:
-    """Batch-normalization semantics; used when ``model.norm=batch``."""
+    """Batch-normalization semantics; used when ``model.norm=batch``.
+
+    Attributes:
+        mode: batch (statistics differentiated through, like PyTorch's train()), detached
+            (batch statistics as constants in every derivative) or frozen (stored population
+            statistics, like eval())
+        momentum: running-statistics update factor; null means a cumulative (equal-weight)
+            average
+        eps: added to the variance before the square root
+        freeze_at: step at which the network switches to frozen statistics, after an exact
+            calibration; null never
+        calibrate_at_end: calibrate exactly on the interior points before the final
+            evaluation and checkpoint, so that the saved (predict-mode) network is the one
+            trained; no effect in frozen mode
+        allow_coupled_derivatives: train with mode=batch anyway, although the batch statistics
+            couple the points' derivatives
+    """
 
     mode: BNMode = BNMode.detached
-    # Running-statistics update factor; null means a cumulative (equal-weight) average.
     momentum: Optional[float] = 0.1
     eps: float = 1e-5
-    # Step at which the network switches to frozen statistics (after an exact calibration).
     freeze_at: Optional[int] = None
-    # Calibrate exactly on the interior set before the final evaluation and checkpoint, so that
-    # the saved (predict-mode) network is the one trained; no effect in frozen mode.
     calibrate_at_end: bool = True
     allow_coupled_derivatives: bool = False
 
@@ -130,24 +149,58 @@ class BoundaryKind(str, Enum):
 
 @dataclass
 class BoundaryConfig:
+    """Boundary conditions at x_min and x_max.
+
+    Attributes:
+        kind: dirichlet (u = value), neumann (u_x = value) or periodic (u and u_x equal at
+            both ends)
+        left: value at x_min: an expression in t and the parameters, or a list of them, one
+            per output; unused for periodic boundaries
+        right: value at x_max, as left
+    """
+
     kind: BoundaryKind = BoundaryKind.dirichlet
-    # Values at x_min (left) and x_max (right): an expression in t and the parameters, or a
-    # list of them, one per output. Unused for periodic boundaries.
     left: Any = "0"
     right: Any = "0"
 
 
 @dataclass
 class DerivativesConfig:
+    """How U, Ux, Ut, Uxx, Utt are computed.
+
+    Attributes:
+        engine: auto (taylor where it supports the network, else autograd), autograd (reverse
+            over reverse, any network) or taylor (forward Taylor mode; BN detached/frozen only)
+        compile: torch.compile the taylor engine's pointwise work; falls back to eager
+            (reported) when the compiler is missing or fails
+    """
+
     engine: Engine = Engine.auto
-    # torch.compile the taylor engine's pointwise work; falls back to eager (reported) when
-    # the compiler is missing or fails. The compile time is paid once per run (and process).
     compile: bool = True
 
 
 @dataclass
 class PDEConfig:
-    """One problem, written in config: see configs/pde/*.yaml and pinn/pdes/problem.py."""
+    """One problem, written in config: see configs/pde/*.yaml and pinn/pdes/problem.py.
+
+    Attributes:
+        name: the problem's name (shown in figures and HParams)
+        outputs: names of the network's outputs, e.g. [u] or [u, v]
+        x_min: left end of the domain
+        x_max: right end of the domain
+        t_min: initial time
+        t_max: final time
+        params: named constants, numbers or constant expressions ("0.01/pi"), in order
+        residual: expression(s) over x, t, the parameters, the outputs and their derivatives
+            (u, u_x, u_t, u_xx, u_tt); a list for systems, one per equation
+        initial: u(x, t_min), one expression per output
+        initial_velocity: u_t(x, t_min) for problems second order in time; null otherwise
+        exact: closed-form solution (expressions in x, t), if there is one
+        reference: the name of a reference solver (cole_hopf, allen_cahn, nls) when there is no
+            closed form
+        eval_nx: points in x of the grid on which errors are measured
+        eval_nt: points in t of that grid
+    """
 
     name: str = MISSING
     outputs: List[str] = field(default_factory=lambda: ["u"])
@@ -155,38 +208,52 @@ class PDEConfig:
     x_max: float = 1.0
     t_min: float = 0.0
     t_max: float = 1.0
-    # Named constants: numbers or constant expressions ("0.01/pi"), in order.
     params: Dict[str, Any] = field(default_factory=dict)
-    # Expression(s) over x, t, the parameters, the outputs and their derivatives
-    # (u, u_x, u_t, u_xx, u_tt); a list for systems, one per equation.
     residual: Any = MISSING
-    # u(x, t_min), and u_t(x, t_min) for second order in time: one expression per output.
     initial: Any = MISSING
     initial_velocity: Any = None
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
-    # Closed-form solution (expressions in x, t), or the name of a reference solver.
     exact: Any = None
     reference: Optional[str] = None
-    # Grid on which errors against the reference are measured.
     eval_nx: int = 256
     eval_nt: int = 101
 
 
 @dataclass
 class OptimConfig:
+    """Adam with a learning-rate schedule, then the quasi-Newton stage.
+
+    Attributes:
+        lr: Adam learning rate
+        betas: Adam's two averaging factors
+        weight_decay: Adam's L2 penalty on the parameters
+        scheduler: exponential (lr * decay_rate ** (step / decay_steps)), cosine (to lr *
+            min_lr_ratio at the end of Adam) or none
+        decay_rate: exponential schedule: factor per decay_steps steps
+        decay_steps: exponential schedule: steps per decay_rate
+        min_lr_ratio: cosine schedule: final learning rate over lr
+        qn: quasi-Newton method after Adam: lbfgs, bfgs, ssbfgs or ssbroyden
+        lbfgs_lr: L-BFGS step length factor
+        lbfgs_history: L-BFGS curvature pairs kept
+        max_dense_params: bfgs, ssbfgs and ssbroyden keep an n x n inverse Hessian: networks
+            with more parameters are refused
+        wolfe_c1: sufficient-decrease constant of the strong-Wolfe line search
+        wolfe_c2: curvature constant of the strong-Wolfe line search
+        line_search_evals: loss evaluations one line search may take
+        on_line_search_failure: reset (the inverse Hessian, then stop if it fails again) or
+            stop
+    """
+
     lr: float = 1e-3
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     scheduler: Scheduler = Scheduler.exponential
-    # exponential: lr * decay_rate ** (step / decay_steps); cosine: to lr * min_lr_ratio at the end.
     decay_rate: float = 0.9
     decay_steps: int = 1000
     min_lr_ratio: float = 0.01
-    # The quasi-Newton stage after Adam (trainer.qn_steps iterations).
     qn: QNMethod = QNMethod.ssbroyden
     lbfgs_lr: float = 1.0
     lbfgs_history: int = 50
-    # Dense methods (bfgs, ssbfgs, ssbroyden) keep an n x n inverse Hessian: refuse larger n.
     max_dense_params: int = 10000
     wolfe_c1: float = 1.0e-4
     wolfe_c2: float = 0.9
@@ -196,15 +263,26 @@ class OptimConfig:
 
 @dataclass
 class SamplerConfig:
+    """Collocation points.
+
+    Attributes:
+        kind: sobol (scrambled, seeded) or uniform
+        n_interior: interior (residual) points
+        n_initial: points on t = t_min
+        n_boundary: points on the two ends, in pairs
+        resample_every: fresh points every this many steps, Adam and quasi-Newton alike; 0
+            keeps the first draw
+        adaptive: rad (interior points of a redraw chosen by residual) or none (plain draws)
+        rad_k: RAD exponent: probability proportional to |r|^rad_k / mean(|r|^rad_k) + rad_c
+        rad_c: RAD uniform share
+        rad_oversample: RAD candidates per interior point
+    """
+
     kind: SamplerKind = SamplerKind.sobol
     n_interior: int = 4000
     n_initial: int = 200
     n_boundary: int = 200
-    # Draw fresh points every this many steps (Adam and quasi-Newton alike); 0 keeps the
-    # first draw for the whole run.
     resample_every: int = 250
-    # rad: interior points of a redraw chosen among rad_oversample x n_interior candidates with
-    # probability |r|^rad_k / mean(|r|^rad_k) + rad_c (r: the PDE residual).
     adaptive: Adaptive = Adaptive.rad
     rad_k: float = 1.0
     rad_c: float = 1.0
@@ -213,27 +291,44 @@ class SamplerConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 1000  # Adam steps
-    qn_steps: int = 4000  # quasi-Newton iterations after Adam (optim.qn)
-    # Wall-clock budget of the training loop in minutes (null: none); reaching it ends
-    # training early with an event, then evaluates and checkpoints as usual.
+    """The training loop.
+
+    Attributes:
+        steps: Adam steps
+        qn_steps: quasi-Newton iterations after Adam (optim.qn)
+        max_minutes: wall-clock budget of the training loop in minutes; reaching it ends
+            training early with an event, then evaluates and checkpoints as usual; null none
+        stall_iterations: the quasi-Newton stage ends when the loss falls by less than
+            stall_rtol of itself over this many iterations on the same points; 0 never
+        stall_rtol: see stall_iterations
+        log_every: TensorBoard scalars every this many steps
+        eval_every: errors against the reference (and a figure) every this many steps
+        checkpoint_every: checkpoint every this many steps
+        progress: progress bar on a terminal, a line every 30 s into a file
+        num_threads: torch intra-op threads; null leaves torch's default
+        resume: continue a run: its folder, or auto for the newest run under outputs/ with
+            this config
+        on_nonfinite: rollback (to the last good state, with a lower learning rate) or stop,
+            on a NaN/inf loss or gradient
+        max_rollbacks: rollbacks before the run stops
+        rollback_lr_factor: learning-rate factor at each rollback
+        debug_nan_at: fault injection for tests: the loss of this step becomes NaN (once)
+    """
+
+    steps: int = 1000
+    qn_steps: int = 4000
     max_minutes: Optional[float] = None
-    # The quasi-Newton stage ends when the loss falls by less than stall_rtol (relative) over
-    # stall_iterations iterations on the same points; 0 turns the check off.
     stall_iterations: int = 200
     stall_rtol: float = 1e-10
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 500
     progress: bool = True
-    # torch intra-op threads; null leaves torch's default.
     num_threads: Optional[int] = None
-    # Continue a run: its folder, or "auto" for the newest compatible run under outputs/.
     resume: Optional[str] = None
     on_nonfinite: NonFinitePolicy = NonFinitePolicy.rollback
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
-    # Fault injection for testing: the loss of this step becomes NaN (once).
     debug_nan_at: Optional[int] = None
 
 
@@ -244,26 +339,50 @@ class Balance(str, Enum):
 
 @dataclass
 class LossConfig:
-    # Weights of the mean-square terms, keyed like the loss dict and the TensorBoard tags.
+    """The weighted loss.
+
+    Attributes:
+        weights: weights of the mean-square terms res, ic, bc
+        balance: none, or grad_norm (at every redraw the weights move towards those that give
+            each term the same gradient norm)
+        balance_momentum: grad_norm: w <- m w + (1 - m) w_new with this m
+    """
+
     weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 10.0, "bc": 1.0})
-    # grad_norm: at every redraw (sampler.resample_every) the weights move towards those that
-    # give each term the same gradient norm: w <- m w + (1 - m) w_new, m = balance_momentum.
     balance: Balance = Balance.none
     balance_momentum: float = 0.5
 
 
 @dataclass
 class LogConfig:
+    """What a run writes besides metrics.json and checkpoints.
+
+    Attributes:
+        tensorboard: write TensorBoard events
+        figures: prediction figures at each evaluation
+        divergence_every: forward-vs-predict divergence of BN networks every this many steps;
+            0 never
+        divergence_points: points of the fixed probe set of the divergence log
+    """
+
     tensorboard: bool = True
     figures: bool = True
-    # Forward-vs-predict divergence of BN networks every this many steps (0: never), on a fixed
-    # probe set of this many points.
     divergence_every: int = 100
     divergence_points: int = 1000
 
 
 @dataclass
 class TrainConfig:
+    """``python -m pinn.train``.
+
+    Attributes:
+        precision: float32 or float64 (everything in double)
+        seed: network initialization and every sampled point
+        device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N
+        tf32: CUDA float32 runs only: TensorFloat-32 matrix products (faster, about 1e-3
+            rounding)
+    """
+
     model: ModelConfig = field(default_factory=ModelConfig)
     pde: PDEConfig = field(default_factory=PDEConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -275,8 +394,8 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
     precision: Precision = Precision.float64
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (pinn.device)
-    tf32: bool = False  # TensorFloat-32 float32 products on CUDA
+    device: str = "auto"
+    tf32: bool = False
 
 
 def register_configs() -> None:

@@ -42,6 +42,22 @@ def stats_methods(passes: int) -> List[tuple]:
 
 @dataclass
 class DiagnoseConfig:
+    """``python -m pinn.diagnose``.
+
+    Attributes:
+        precision: float32 or float64
+        seed: network initialization and the point set
+        n_out: outputs of the network
+        n_points: points, uniform in [x_min, x_max] x [t_min, t_max]
+        passes: training-mode passes of the multi-pass statistics rows
+        x_min: left end of the point set in x
+        x_max: right end in x
+        t_min: lower end in t
+        t_max: upper end in t
+        torch_reference: add rows for torch.nn.BatchNorm1d with the same weights
+        device: auto, cpu, cuda or cuda:N
+    """
+
     model: ModelConfig = field(default_factory=ModelConfig)
     bn: BNConfig = field(default_factory=BNConfig)
     precision: Precision = Precision.float64
@@ -49,13 +65,12 @@ class DiagnoseConfig:
     n_out: int = 4
     n_points: int = 1000
     passes: int = 500
-    # Points uniform in [x_min, x_max] x [t_min, t_max].
     x_min: float = 0.0
     x_max: float = 2 * math.pi
     t_min: float = 0.0
     t_max: float = 2 * math.pi
-    torch_reference: bool = True  # add rows for torch.nn.BatchNorm1d
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    torch_reference: bool = True
+    device: str = "auto"
 
 
 ConfigStore.instance().store(name="diagnose_schema", node=DiagnoseConfig)
@@ -191,5 +206,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line("diagnose")  # one line per mistake, before anything is written
+    check_command_line("diagnose", DiagnoseConfig)  # one line per mistake, before anything is written
     main()

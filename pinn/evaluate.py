@@ -28,14 +28,23 @@ from pinn.pdes import build_pde
 
 @dataclass
 class EvaluateConfig:
+    """``python -m pinn.evaluate``.
+
+    Attributes:
+        run_dir: the run folder to evaluate
+        nx: grid points in x; null takes the run's pde.eval_nx (the grid of its metrics.json)
+        nt: grid points in t; null takes the run's pde.eval_nt
+        slices: times of the slice plots, as fractions of [t_min, t_max]
+        tensorboard: add the figures to the run's TensorBoard
+        device: where the network is evaluated: auto, cpu, cuda or cuda:N
+    """
+
     run_dir: str = MISSING
-    # Grid size; null takes the run's pde.eval_nx / pde.eval_nt, the grid of its metrics.json.
     nx: Optional[int] = None
     nt: Optional[int] = None
-    # Times of the slice plots, as fractions of [t_min, t_max].
     slices: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     tensorboard: bool = True
-    device: str = "auto"  # auto | cpu | cuda | cuda:N: where the network is evaluated
+    device: str = "auto"
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
@@ -108,5 +117,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line("evaluate")  # one line per mistake, before anything is written
+    check_command_line("evaluate", EvaluateConfig)  # one line per mistake, before anything is written
     main()

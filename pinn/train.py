@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from pinn.cli import check_command_line
-from pinn.config import CONFIG_DIR, ConfigError, load_saved_config, register_configs, validate
+from pinn.config import (CONFIG_DIR, ConfigError, TrainConfig, load_saved_config,
+                         register_configs, validate)
 from pinn.device import configure_tf32, resolve_device
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
@@ -226,5 +227,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    check_command_line("train")  # one line per mistake, before anything is written
+    check_command_line("train", TrainConfig)  # one line per mistake, before anything is written
     main()

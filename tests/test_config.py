@@ -56,7 +56,9 @@ def test_cfg_job_and_help(tmp_path):
     p = run_cli(["--cfg", "job", "model.width=7"], cwd=tmp_path)
     assert p.returncode == 0 and "width: 7" in p.stdout
     p = run_cli(["--help"], cwd=tmp_path)
-    assert p.returncode == 0 and "pde: advection, allen_cahn, burgers, heat, klein_gordon, nls, wave" in p.stdout
+    assert p.returncode == 0
+    for option in ("advection", "allen_cahn", "burgers", "heat", "klein_gordon", "nls", "wave"):
+        assert f" {option} " in p.stdout
     assert not (tmp_path / "outputs").exists()
 
 
