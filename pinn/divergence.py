@@ -87,6 +87,8 @@ def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
     out["loss/rel"] = abs(loss_f.item() - loss_p.item()) / max(abs(loss_p.item()), 1e-300)
     denom = (g_f.norm() * g_p.norm()).item()
     out["grad/cosine"] = (g_f @ g_p).item() / denom if denom > 0 else float("nan")
+    # 1 - cosine on a log axis shows how close to parallel; a cosine of exactly 1.0 reads 0.
+    out["grad/one_minus_cosine"] = 1.0 - out["grad/cosine"]
     out["grad/rel_l2"] = rel_l2(g_f, g_p)
     for i, (m, stats) in enumerate(zip(layers, batch_stats)):
         if stats is None:  # frozen: the forward path already uses the running statistics
@@ -99,17 +101,25 @@ def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
     return out
 
 
-def custom_scalar_layout() -> dict:
-    """TensorBoard custom-scalars layout grouping the divergence tags."""
+def custom_scalar_layout(n_bn_layers: int = 0) -> dict:
+    """TensorBoard custom-scalars layout of the divergence tags: one chart per quantity, so
+    that the series in a chart are the runs (TensorBoard colours a chart's lines by run; tags
+    of one run in one chart would all get the same colour). Categories: the fields, the loss,
+    the parameter gradient, and the BN layers' statistics gaps."""
     fields = [*DERIVATIVE_KEYS, "residual"]
-    return {
-        "divergence": {
-            "fields rel_l2": ["Multiline", [f"divergence/{k}/rel_l2" for k in fields]],
-            "fields max_abs": ["Multiline", [f"divergence/{k}/max_abs" for k in fields]],
-            "loss": ["Multiline", ["divergence/loss/forward", "divergence/loss/predict",
-                                   "divergence/loss/rel"]],
-            "parameter gradient": ["Multiline", ["divergence/grad/cosine",
-                                                 "divergence/grad/rel_l2"]],
-            "BN batch vs running": ["Multiline", [r"divergence/bn/layer\d+/(mean|var)_gap"]],
-        }
+    chart = lambda tag: ["Multiline", [f"divergence/{tag}"]]  # noqa: E731
+    layout = {
+        "divergence: fields, forward vs predict (relative L2)":
+            {k: chart(f"{k}/rel_l2") for k in fields},
+        "divergence: fields (max abs)": {k: chart(f"{k}/max_abs") for k in fields},
+        "divergence: loss": {"forward": chart("loss/forward"), "predict": chart("loss/predict"),
+                             "relative difference": chart("loss/rel")},
+        "divergence: parameter gradient": {
+            "1 - cosine": chart("grad/one_minus_cosine"), "cosine": chart("grad/cosine"),
+            "relative L2": chart("grad/rel_l2")},
     }
+    if n_bn_layers:
+        layout["divergence: BN batch vs running statistics"] = {
+            f"layer {i} {q}": chart(f"bn/layer{i}/{q}_gap")
+            for i in range(n_bn_layers) for q in ("mean", "var")}
+    return layout

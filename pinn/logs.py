@@ -11,6 +11,7 @@ from pinn.checkpoint import write_json
 from pinn.paths import RunPaths
 
 
+HPARAM_METRICS = ("error/l2_rel/", "loss/total", "wall_time_s", "steps_per_s")
 LINE_SECONDS = 30.0  # interval of the progress lines when the output is not a terminal
 
 
@@ -104,14 +105,22 @@ class RunLogger:
 
         return logging_redirect_tqdm()
 
-    def finish(self, hparams: Mapping[str, object], metrics: Mapping[str, object]) -> None:
-        """Write metrics.json atomically and the HParams summary, then close."""
+    def finish(self, hparams: Mapping[str, object], metrics: Mapping[str, object],
+               summary: str = "") -> None:
+        """Write metrics.json atomically, the HParams row (the headline metrics only: errors,
+        final loss, wall time, rate) and the whole summary as text, then close."""
         write_json(dict(metrics), self.paths.metrics)
         if self.writer is not None:
             numeric = {f"final/{k}": float(v) for k, v in metrics.items()
-                       if isinstance(v, (int, float)) and not isinstance(v, bool)
-                       and math.isfinite(float(v))}
+                       if k.startswith(HPARAM_METRICS) and isinstance(v, (int, float))
+                       and not isinstance(v, bool) and math.isfinite(float(v))}
             self.writer.add_hparams(dict(hparams), numeric, run_name=".")
+            if summary:
+                # Four leading spaces: TensorBoard's text tab renders markdown, this keeps the
+                # summary's columns.
+                self.writer.add_text("summary", "\n".join("    " + line
+                                                          for line in summary.splitlines()),
+                                     int(metrics.get("steps", 0)))
             self.writer.close()
         if self.bar is not None:
             self.bar.close()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from pinn.cli import check_command_line
-from pinn.config import (CONFIG_DIR, ConfigError, TrainConfig, load_saved_config,
+from pinn.config import (CONFIG_DIR, ConfigError, TrainConfig, choice, load_saved_config,
                          register_configs, validate)
 from pinn.device import configure_tf32, resolve_device
 from pinn.logs import RunLogger, flat_hparams
@@ -160,14 +161,50 @@ def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
         trainer.load_training_state(resume.extra["training"])
     with stop_on_signals(trainer), trainer.logger.redirect_logging():
         metrics = trainer.fit()
-    trainer.logger.finish(flat_hparams(_hparam_view(cfg)), metrics)
+    trainer.logger.finish(hparam_view(cfg, *_command_line()), metrics,
+                          summary=format_summary(metrics, paths))
     return metrics
 
 
-def _hparam_view(cfg: DictConfig) -> dict:
-    c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return {k: c[k] for k in ("model", "pde", "optim", "sampler", "trainer", "bn", "loss",
-                               "precision", "seed", "device")}
+# The columns of TensorBoard's HParams table, in this order after the keys set on the command
+# line (in a sweep, the keys that vary): the problem, the network, the recipe.
+HPARAM_KEYS = ("pde.name", "model.depth", "model.width", "model.activation", "model.norm",
+               "precision", "optim.lr", "trainer.steps", "optim.qn", "trainer.qn_steps",
+               "trainer.max_minutes", "sampler.n_interior", "sampler.adaptive",
+               "sampler.resample_every", "loss.balance", "seed", "device")
+BN_KEYS = ("bn.mode", "bn.freeze_at", "bn.momentum", "bn.calibrate_at_end")
+GROUP_KEYS = {"pde": "pde.name"}  # a group chosen on the command line -> the key that names it
+
+
+def _command_line() -> tuple:
+    """The keys of this job's command-line overrides (Hydra's task overrides) and the chosen
+    option of every config group."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # not under Hydra (tests, the Python API)
+        return [], {}
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in hc.overrides.task]
+    return keys, {k: str(v) for k, v in hc.runtime.choices.items()}
+
+
+def hparam_view(cfg: DictConfig, first: List[str] = (),
+                choices: Optional[Dict[str, str]] = None) -> Dict[str, object]:
+    """The HParams of a run: the keys in ``first`` (those set on the command line; a config
+    group as its chosen option), then :data:`HPARAM_KEYS`, then the BN keys when the network
+    has BN; enums as their names, lists and dicts as text."""
+    choices = choices or {}
+    keys: List[str] = []
+    has_bn = choice(cfg.model.norm) == "batch"
+    for k in [*first, *HPARAM_KEYS, *(BN_KEYS if has_bn else ())]:
+        k = GROUP_KEYS.get(k, k)
+        if k.startswith("hydra") or k in keys:
+            continue
+        keys.append(k)
+    values = {k: choices[k] if k in choices else OmegaConf.select(cfg, k, default=None)
+              for k in keys}
+    return flat_hparams({k: str(OmegaConf.to_container(v, resolve=True, enum_to_str=True))
+                         if OmegaConf.is_config(v) else choice(v) if isinstance(v, Enum) else v
+                         for k, v in values.items()})
 
 
 EXIT_CODES = {"completed": 0, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}

@@ -104,7 +104,7 @@ class Trainer:
                             torch.Generator().manual_seed(cfg.seed + 7919),
                             device=self.device).sample()
             self.probe = (probe.x_int, probe.t_int)
-            logger.custom_scalars(custom_scalar_layout())
+            logger.custom_scalars(custom_scalar_layout(len(bn_layers(model))))
 
     @property
     def bn_mode(self) -> Optional[str]:

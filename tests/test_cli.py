@@ -44,8 +44,18 @@ def test_run_folder_has_every_artifact(heat_run):
     assert max(e.step for e in ea.Scalars("loss/res")) == 35
     assert [e.step for e in ea.Scalars("error/l2_rel/u")] == [15, 30, 35]
     assert "prediction/u" in ea.Tags()["images"]
-    # HParams summary written into the run itself (not a timestamped sub-run).
-    assert "_hparams_/session_start_info" in ea.PluginTagToContent("hparams")
+    # HParams summary written into the run itself (not a timestamped sub-run), with the
+    # problem among its columns and only the headline metrics as final/* scalars.
+    content = ea.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in content
+    assert b"pde.name" in content["_hparams_/session_start_info"]
+    assert b"heat" in content["_hparams_/session_start_info"]
+    assert b"bn.mode" not in content["_hparams_/session_start_info"]  # no BN in this network
+    finals = sorted(t for t in scalars if t.startswith("final/"))
+    assert finals == ["final/error/l2_rel/u", "final/loss/total", "final/steps_per_s",
+                      "final/wall_time_s"]
+    # The printed summary is in the text tab.
+    assert "summary/text_summary" in ea.Tags()["tensors"]
     assert "run folder:" in p.stdout and "error/l2_rel/u" in p.stdout
 
 

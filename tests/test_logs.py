@@ -117,3 +117,28 @@ def test_figures_state_problem_step_and_error_and_show_the_error_on_a_log_scale(
     fig = slices_figure(x, t, pred, ref, [0.0, 1.0], "u", title)
     assert fig._suptitle.get_text() == title
     plt.close(fig)
+
+
+def test_hparams_show_the_problem_network_and_recipe_and_command_line_keys_first():
+    from pinn.train import BN_KEYS, hparam_view
+    view = hparam_view(compose_cfg(["pde=heat", "optim.lr=3e-3"]), ["optim.lr", "pde"],
+                       {"pde": "heat"})
+    keys = list(view)
+    assert keys[:2] == ["optim.lr", "pde.name"] and view["pde.name"] == "heat"
+    for k in ("model.width", "model.activation", "precision", "optim.qn", "trainer.qn_steps",
+              "sampler.adaptive", "seed"):
+        assert k in view
+    assert view["model.activation"] == "tanh" and view["optim.lr"] == 3e-3
+    assert not any(k in view for k in BN_KEYS)
+    bn = hparam_view(compose_cfg(["model.norm=batch"]), ["experiment"],
+                     {"experiment": "burgers_bn"})
+    assert bn["experiment"] == "burgers_bn" and bn["bn.mode"] == "detached"
+
+
+def test_custom_scalar_layout_has_one_chart_per_quantity():
+    from pinn.divergence import custom_scalar_layout
+    layout = custom_scalar_layout(n_bn_layers=2)
+    charts = [c for category in layout.values() for c in category.values()]
+    assert all(kind == "Multiline" and len(tags) == 1 for kind, tags in charts)
+    tags = {tags[0] for _, tags in charts}
+    assert "divergence/grad/one_minus_cosine" in tags and "divergence/bn/layer1/var_gap" in tags
