@@ -447,8 +447,17 @@ def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bo
     return result
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: one line ``error: ...``, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {message} (python -m pinn.bench --help lists the options)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pinn.bench", description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m pinn.bench", description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=30, help="timed steps per engine (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per engine first")
     p.add_argument("--cases", default="a,b", help="comma-separated: a (seed), b (Burgers), "

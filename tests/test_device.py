@@ -215,4 +215,19 @@ def test_bench_refuses_an_unknown_device(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--device", "gpu"])
     assert e.value.code == 2
-    assert "--device='gpu' is not allowed" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --device='gpu' is not allowed")
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--cases", "x"], "error: unknown case 'x': one of a, b, c"),
+    (["--engines", "taylor"], "error: the plain engine is the reference"),
+    (["--reps", "abc"], "error: argument --reps: invalid int value: 'abc'"),
+])
+def test_bench_errors_are_one_line(capsys, args, expected):
+    from pinn.bench import main
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(expected)
