@@ -20,6 +20,37 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def write_hparams(writer, hparams: Dict[str, object], metrics: Dict[str, float],
+                  shown: int = 5) -> None:
+    """The HParams summaries of one run, into the run's own folder.
+
+    TensorBoard ticks five hparams by default: those whose ``differs`` flag is set, then the
+    rest alphabetically. The experiment written here sets the flag on the first ``shown``
+    keys of ``hparams`` (the caller puts the command-line keys, the problem and the network
+    first), so that those are the columns a user sees without searching the list.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    _, start, end = hparams_summaries(hparams, metrics)
+    kinds = {bool: api_pb2.DATA_TYPE_BOOL, str: api_pb2.DATA_TYPE_STRING}
+    infos = [api_pb2.HParamInfo(name=k, type=kinds.get(type(v), api_pb2.DATA_TYPE_FLOAT64),
+                                differs=i < shown) for i, (k, v) in enumerate(hparams.items())]
+    metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=k)) for k in metrics]
+    content = plugin_data_pb2.HParamsPluginData(
+        experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos),
+        version=metadata.PLUGIN_DATA_VERSION)
+    experiment = Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=SummaryMetadata(
+        plugin_data=SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME,
+                                               content=content.SerializeToString())))])
+    file_writer = writer._get_file_writer()
+    for s in (experiment, start, end):
+        file_writer.add_summary(s)
+    for k, v in metrics.items():
+        writer.add_scalar(k, v)
+
+
 def flat_hparams(cfg: Mapping, prefix: str = "") -> Dict[str, object]:
     """Config leaves as {dotted.key: int|float|str|bool} for TensorBoard's HParams tab."""
     out: Dict[str, object] = {}
@@ -106,15 +137,16 @@ class RunLogger:
         return logging_redirect_tqdm()
 
     def finish(self, hparams: Mapping[str, object], metrics: Mapping[str, object],
-               summary: str = "") -> None:
+               summary: str = "", shown: int = 5) -> None:
         """Write metrics.json atomically, the HParams row (the headline metrics only: errors,
-        final loss, wall time, rate) and the whole summary as text, then close."""
+        final loss, wall time, rate; the first ``shown`` hparams ticked in TensorBoard) and
+        the whole summary as text, then close."""
         write_json(dict(metrics), self.paths.metrics)
         if self.writer is not None:
             numeric = {f"final/{k}": float(v) for k, v in metrics.items()
                        if k.startswith(HPARAM_METRICS) and isinstance(v, (int, float))
                        and not isinstance(v, bool) and math.isfinite(float(v))}
-            self.writer.add_hparams(dict(hparams), numeric, run_name=".")
+            write_hparams(self.writer, dict(hparams), numeric, shown)
             if summary:
                 # Four leading spaces: TensorBoard's text tab renders markdown, this keeps the
                 # summary's columns.

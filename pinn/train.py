@@ -161,8 +161,10 @@ def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
         trainer.load_training_state(resume.extra["training"])
     with stop_on_signals(trainer), trainer.logger.redirect_logging():
         metrics = trainer.fit()
-    trainer.logger.finish(hparam_view(cfg, *_command_line()), metrics,
-                          summary=format_summary(metrics, paths))
+    view = hparam_view(cfg, *_command_line())
+    # Ticked in TensorBoard: the command-line keys and the problem, at least five columns.
+    shown = max(5, list(view).index("pde.name") + 1)
+    trainer.logger.finish(view, metrics, summary=format_summary(metrics, paths), shown=shown)
     return metrics
 
 

@@ -142,3 +142,24 @@ def test_custom_scalar_layout_has_one_chart_per_quantity():
     assert all(kind == "Multiline" and len(tags) == 1 for kind, tags in charts)
     tags = {tags[0] for _, tags in charts}
     assert "divergence/grad/one_minus_cosine" in tags and "divergence/bn/layer1/var_gap" in tags
+
+
+def test_hparams_experiment_ticks_the_first_keys(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+    from torch.utils.tensorboard import SummaryWriter
+
+    from pinn.logs import write_hparams
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    write_hparams(writer, {"optim.lr": 1e-3, "pde.name": "heat", "model.width": 20,
+                           "bn.mode": "detached"}, {"final/loss/total": 1.0}, shown=2)
+    writer.close()
+    ea = EventAccumulator(str(tmp_path))
+    ea.Reload()
+    content = ea.PluginTagToContent("hparams")
+    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+    assert [(h.name, h.differs) for h in experiment.hparam_infos] == [
+        ("optim.lr", True), ("pde.name", True), ("model.width", False), ("bn.mode", False)]
+    assert [m.name.tag for m in experiment.metric_infos] == ["final/loss/total"]
+    assert metadata.SESSION_START_INFO_TAG in content
+    assert ea.Scalars("final/loss/total")[0].value == 1.0
