@@ -92,8 +92,8 @@ class RunLogger:
                 self.bar = tqdm(total=total_steps, initial=purge_step or 0, unit="step",
                                 file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
                                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
-                                           "[{elapsed}{postfix}]")
-                self.bar.set_postfix_str("starting (the first steps compile)")
+                                           "[{elapsed}{postfix}]",
+                                postfix="starting (the first steps compile)")
             else:
                 # Into a file (nohup, a batch job's log): a plain line every LINE_SECONDS.
                 self.lines = True
