@@ -30,23 +30,24 @@ def recording_trainer(cfg, tmp_path):
 
 
 def test_logged_rate_is_the_last_windows_not_the_runs_average(tmp_path):
-    """Steps 1-10 run at full speed, steps 11-20 sleep 50 ms each: the rate logged at step 20
-    covers only the slow window (<= 20 steps/s), while metrics.json keeps the whole-run
-    average, which the fast steps lift well above it."""
+    """Steps 1-10 run at full speed, steps 11-20 sleep 0.3 s each: the rate logged at step 20
+    covers only the slow window (< 3.4 steps/s), while metrics.json keeps the whole-run
+    average, which the fast steps lift above it (by 1.3x or more as long as a fast step takes
+    under 0.3 s, even on a loaded machine)."""
     cfg = compose_cfg([*TINY, "trainer.steps=20", "trainer.qn_steps=0", "trainer.log_every=10"])
     tr, logged = recording_trainer(cfg, tmp_path)
     step = tr.adam_step
 
     def slow_after_10():
         if tr.step >= 10:
-            time.sleep(0.05)
+            time.sleep(0.3)
         return step()
 
     tr.adam_step = slow_after_10
     metrics = tr.fit()
     window = logged[20]["speed/adam_steps_per_s"]
-    assert window <= 20.0
-    assert metrics["steps_per_s"] > 1.5 * window
+    assert window < 1 / 0.3
+    assert metrics["steps_per_s"] > 1.3 * window
     assert logged[10]["speed/adam_steps_per_s"] > 2 * window
     assert "adam/lr" in logged[10] and "lr" not in logged[10]
 

@@ -1,0 +1,254 @@
+"""``python -m pinn.accuracy``: the accuracy of pinn over its problem library, beside the
+published results.
+
+A suite is a list of cases (problem, recipe, seeds, time budget). Each (case, seed) is an
+ordinary ``python -m pinn.train`` run in its own folder under ``--out`` (default
+``outputs/accuracy/<date>/<time>``); the table is built from those folders' ``metrics.json``
+afterwards, so every number in it can be traced to a run. Written: ``accuracy.md`` (Markdown)
+and ``accuracy.json`` in ``--out``; the Markdown table is printed.
+
+    python -m pinn.accuracy                  # the full suite (documented budget in the README)
+    python -m pinn.accuracy --quick          # a few minutes: the default recipe, one seed
+    python -m pinn.accuracy --cases heat_precise,burgers_precise --seeds 0,1,2
+    python -m pinn.accuracy --list           # the cases, their commands and budgets
+
+Columns: problem | recipe | seeds | relative L2 (median, worst over the seeds; of each output)
+| published best and its source | wall time (median, compilation included; compilation apart)
+| iterations (Adam + quasi-Newton, median) | parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+# Published relative L2 errors (float64, small tanh MLPs unless noted), as (value, source).
+PUBLISHED = {
+    "burgers": ("7.57e-8", "SSBroyden, Kiyani et al. 2025 (CMAME 446:118308); Raissi et al. "
+                           "2019: 6.7e-4"),
+    "allen_cahn": ("1.88e-6", "vRBA + SSBroyden, Toscano et al. 2025 (arXiv 2509.14198); "
+                              "jaxpi 5.37e-5"),
+    "nls": ("1.97e-3", "|h|, Raissi et al. 2019 (JCP 378)"),
+    "advection": ("-", "c = 1 as shipped; jaxpi's 6.88e-4 is for c = 100"),
+    "heat": ("-", "no published PINN figure for this manufactured case"),
+    "wave": ("-", "no published PINN figure for this case"),
+    "klein_gordon": ("-", "no published relative L2 for this manufactured case"),
+}
+
+
+@dataclass
+class Case:
+    """One row of the table: a problem trained with a recipe over some seeds.
+
+    Attributes:
+        name: row key, ``<problem>_<recipe>``
+        problem: ``pde=`` of the runs
+        recipe: what the overrides amount to, in a word (default, precise, bn_detached, ...)
+        overrides: the command line of each run besides ``pde=`` and ``seed=``
+        seeds: seeds of the runs
+        minutes: the training budget of each run (``trainer.max_minutes``), or None
+    """
+
+    name: str
+    problem: str
+    recipe: str
+    overrides: List[str]
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    minutes: Optional[float] = None
+
+    def command(self, seed: int, extra: Sequence[str] = ()) -> List[str]:
+        budget = [] if self.minutes is None else [f"trainer.max_minutes={self.minutes:g}"]
+        return [f"pde={self.problem}", *self.overrides, *budget, f"seed={seed}", *extra]
+
+
+PROBLEMS = ("burgers", "heat", "wave", "klein_gordon", "advection", "allen_cahn", "nls")
+BN_DETACHED = ["model.norm=batch", "bn.mode=detached"]
+BN_FROZEN = ["model.norm=batch", "bn.mode=detached", "bn.freeze_at=0"]
+
+
+def full_suite() -> List[Case]:
+    """The documented suite: each problem with the precise preset (5 minutes a run, 3 seeds)
+    and with BN in detached and frozen mode (the same preset; the quasi-Newton stage always
+    runs with frozen statistics, see the README)."""
+    cases = []
+    for p in PROBLEMS:
+        cases.append(Case(f"{p}_precise", p, "precise", ["experiment=precise"], minutes=5.0))
+    for p in ("burgers", "heat"):
+        cases.append(Case(f"{p}_bn_detached", p, "precise + BN detached",
+                          ["experiment=precise", *BN_DETACHED], minutes=5.0))
+        cases.append(Case(f"{p}_bn_frozen", p, "precise + BN frozen",
+                          ["experiment=precise", *BN_FROZEN], minutes=5.0))
+    return cases
+
+
+def quick_suite() -> List[Case]:
+    """A few minutes on 2 CPU cores: the default recipe on three problems, one seed."""
+    return [Case(f"{p}_default", p, "default", [], seeds=[0])
+            for p in ("burgers", "heat", "advection")]
+
+
+# -- running ------------------------------------------------------------------------------
+
+def run_case(case: Case, out: Path, extra: Sequence[str] = (), python: str = sys.executable,
+             log=print) -> List[Path]:
+    """Train every seed of ``case`` into ``out/<case>/seed<s>``; returns the run folders.
+    A run that exists with a metrics.json already is kept (a suite can be resumed)."""
+    folders = []
+    for seed in case.seeds:
+        run_dir = out / case.name / f"seed{seed}"
+        folders.append(run_dir)
+        if (run_dir / "metrics.json").is_file():
+            log(f"  {case.name} seed {seed}: kept ({run_dir})")
+            continue
+        cmd = [python, "-m", "pinn.train", *case.command(seed, extra),
+               f"hydra.run.dir={run_dir}", "trainer.progress=false"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "accuracy_error.txt").write_text(proc.stderr)
+            log(f"  {case.name} seed {seed}: FAILED (exit {proc.returncode}), see "
+                f"{run_dir / 'accuracy_error.txt'}")
+        else:
+            log(f"  {case.name} seed {seed}: {time.perf_counter() - t0:.0f} s")
+    return folders
+
+
+def _parameters(run_dir: Path) -> Optional[int]:
+    """Trainable parameters of the run's network (None if it cannot be loaded)."""
+    try:
+        from pinn.api import load_run
+        model, _ = load_run(run_dir)
+        return int(sum(p.numel() for p in model.parameters()))
+    except Exception:  # noqa: BLE001 - a missing or unreadable checkpoint: no count
+        return None
+
+
+def summarize(case: Case, folders: Sequence[Path]) -> Dict[str, object]:
+    """One table row from the run folders' metrics.json."""
+    metrics = []
+    for d in folders:
+        f = d / "metrics.json"
+        if f.is_file():
+            metrics.append(json.loads(f.read_text()))
+    row: Dict[str, object] = {"case": case.name, "problem": case.problem, "recipe": case.recipe,
+                              "seeds": list(case.seeds), "completed": len(metrics),
+                              "command": "python -m pinn.train " + " ".join(case.command(
+                                  "<s>" if len(case.seeds) != 1 else case.seeds[0])),
+                              "published": PUBLISHED.get(case.problem, ("-", ""))[0],
+                              "published_source": PUBLISHED.get(case.problem, ("-", ""))[1],
+                              "runs": [str(d) for d in folders]}
+    if not metrics:
+        return row
+    errors: Dict[str, List[float]] = {}
+    for m in metrics:
+        for k, v in m.items():
+            if k.startswith("error/l2_rel/"):
+                errors.setdefault(k.split("/", 2)[2], []).append(float(v))
+    row["l2_rel"] = {k: {"median": statistics.median(v), "worst": max(v), "values": v}
+                     for k, v in errors.items()}
+    row["wall_time_s"] = statistics.median(float(m["wall_time_s"]) for m in metrics)
+    row["compile_time_s"] = statistics.median(float(m.get("compile_time_s", 0.0))
+                                              for m in metrics)
+    row["iterations"] = int(statistics.median(int(m["steps"]) for m in metrics))
+    row["stopped_early"] = sum(1 for m in metrics if "stopped_early" in m)
+    row["parameters"] = _parameters(folders[0])
+    return row
+
+
+def markdown(rows: Sequence[Dict[str, object]], title: str) -> str:
+    lines = [title, "",
+             "| problem | recipe | seeds | relative L2 median (worst) | published best | "
+             "wall s (compile s) | iterations | parameters |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "l2_rel" in r:
+            err = "; ".join(f"{k} {v['median']:.2e} ({v['worst']:.2e})"
+                            for k, v in r["l2_rel"].items())
+            wall = f"{r['wall_time_s']:.0f} ({r['compile_time_s']:.0f})"
+            its, params = str(r["iterations"]), str(r["parameters"])
+        else:
+            err, wall, its, params = "failed", "-", "-", "-"
+        seeds = ",".join(map(str, r["seeds"]))
+        if r["completed"] != len(r["seeds"]):
+            seeds += f" ({r['completed']} completed)"
+        pub = r["published"] + (f" ({r['published_source']})" if r["published_source"] else "")
+        lines.append(f"| {r['problem']} | {r['recipe']} | {seeds} | {err} | {pub} | {wall} | "
+                     f"{its} | {params} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    from pinn.device import cpu_name
+    import torch
+    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{time.strftime('%Y-%m-%d')}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from pinn.bench import _Parser
+
+    p = _Parser(prog="python -m pinn.accuracy", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="the quick suite (a few minutes)")
+    p.add_argument("--cases", default=None, help="comma-separated case names (see --list)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds for every case")
+    p.add_argument("--out", default=None, help="folder of the runs and the table "
+                                               "(default outputs/accuracy/<date>/<time>)")
+    p.add_argument("--override", nargs="*", default=[],
+                   help="key=value added to every run (e.g. device=cuda)")
+    p.add_argument("--list", action="store_true", help="print the cases and exit")
+    args = p.parse_args(argv)
+    suite = quick_suite() if args.quick else full_suite()
+    known = {c.name: c for c in [*full_suite(), *quick_suite()]}
+    if args.cases:
+        names = [n.strip() for n in args.cases.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            p.error(f"--cases: unknown case {unknown[0]!r}: one of {', '.join(known)}")
+        suite = [known[n] for n in names]
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            p.error(f"--seeds={args.seeds!r} is not allowed: comma-separated integers")
+        for c in suite:
+            c.seeds = seeds
+    if args.list:
+        for c in suite:
+            budget = f"{c.minutes:g} min" if c.minutes else "to the end"
+            print(f"{c.name:<22} seeds {','.join(map(str, c.seeds)):<6} {budget:<11} "
+                  f"python -m pinn.train {' '.join(c.command('<s>'))}")
+        return 0
+    from pinn.cli import CommandLineError, check_overrides
+    import pinn.train  # noqa: F401  (registers the schema)
+    for c in suite:  # every command line composes before anything runs
+        try:
+            check_overrides("train", c.command(c.seeds[0], args.override))
+        except CommandLineError as e:
+            p.error(f"case {c.name}: {e}")
+    out = Path(args.out or Path("outputs") / "accuracy" / time.strftime("%Y-%m-%d/%H-%M-%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"accuracy suite: {len(suite)} case(s) into {out}", flush=True)
+    rows = []
+    for c in suite:
+        folders = run_case(c, out, args.override, log=lambda s: print(s, flush=True))
+        rows.append(summarize(c, folders))
+    title = f"pinn accuracy ({'quick' if args.quick else 'full'} suite), {machine()}"
+    table = markdown(rows, title)
+    (out / "accuracy.md").write_text(table + "\n")
+    (out / "accuracy.json").write_text(json.dumps({"machine": machine(), "rows": rows},
+                                                  indent=1) + "\n")
+    print(table)
+    print(f"\ntable: {out / 'accuracy.md'}; rows: {out / 'accuracy.json'}")
+    return 0 if all(r["completed"] == len(r["seeds"]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""``python -m pinn.accuracy``: the table is built from the run folders' metrics.json."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pinn.accuracy import full_suite, main, quick_suite
+
+FAST = ["trainer.steps=20", "trainer.qn_steps=10", "model.depth=2", "model.width=8",
+        "sampler.n_interior=64", "sampler.n_initial=16", "sampler.n_boundary=16",
+        "pde.eval_nx=32", "pde.eval_nt=16", "derivatives.compile=false", "log.figures=false",
+        "trainer.num_threads=1"]
+
+
+def test_quick_suite_table_equals_the_runs_metrics(tmp_path, capsys):
+    out = tmp_path / "acc"
+    assert main(["--quick", "--cases", "heat_default,advection_default", "--out", str(out),
+                 "--override", *FAST]) == 0
+    rows = json.loads((out / "accuracy.json").read_text())["rows"]
+    assert [r["case"] for r in rows] == ["heat_default", "advection_default"]
+    for r in rows:
+        run = out / r["case"] / "seed0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert r["l2_rel"]["u"]["median"] == metrics["error/l2_rel/u"]
+        assert r["l2_rel"]["u"]["worst"] == metrics["error/l2_rel/u"]
+        assert r["wall_time_s"] == metrics["wall_time_s"]
+        assert r["iterations"] == metrics["steps"] == 30
+        assert r["parameters"] == 2 * 8 + 8 + 8 * 8 + 8 + 8 + 1  # 2 -> 8 -> 8 -> 1
+        assert r["completed"] == 1 and r["runs"] == [str(run)]
+    table = (out / "accuracy.md").read_text().splitlines()
+    assert table[2].startswith("| problem | recipe | seeds | relative L2 median (worst) |")
+    assert table[4].startswith("| heat | default | 0 | u ")
+    assert "| advection | default | 0 |" in table[5]
+    # A second call keeps the finished runs and rebuilds the same table.
+    assert main(["--quick", "--cases", "heat_default", "--out", str(out), "--override",
+                 *FAST]) == 0
+    assert "kept" in capsys.readouterr().out
+
+
+def test_list_and_bad_input(capsys):
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "burgers_precise" in listed and "experiment=precise" in listed
+    with pytest.raises(SystemExit) as e:
+        main(["--cases", "nope"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --cases: unknown case 'nope'")
+    with pytest.raises(SystemExit):
+        main(["--quick", "--override", "model.widht=3"])
+    assert "model.widht is not a config key" in capsys.readouterr().err
+
+
+def test_suites_cover_the_library_with_bn_rows():
+    names = {c.name for c in full_suite()}
+    for p in ("burgers", "heat", "wave", "klein_gordon", "advection", "allen_cahn", "nls"):
+        assert f"{p}_precise" in names
+    assert {"burgers_bn_detached", "burgers_bn_frozen"} <= names
+    assert all(len(c.seeds) == 1 for c in quick_suite())
