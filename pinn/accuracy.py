@@ -193,9 +193,9 @@ def machine() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from pinn.bench import _Parser
+    from pinn.cli import OneLineParser
 
-    p = _Parser(prog="python -m pinn.accuracy", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m pinn.accuracy", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="the quick suite (a few minutes)")
     p.add_argument("--cases", default=None, help="comma-separated case names (see --list)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds for every case")

@@ -75,7 +75,6 @@ that freed tensors do not hide in its heap; where this is not available the colu
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import ctypes
 import gc
@@ -91,6 +90,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from pinn.cli import OneLineParser
 from pinn.derivatives import compute_derivatives
 from pinn.device import DeviceError, cpu_name, device_info, resolve_device, synchronize
 from pinn.nn import MLP
@@ -447,17 +447,8 @@ def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bo
     return result
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the project's error form: one line ``error: ...``, exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"error: {message} (python -m pinn.bench --help lists the options)",
-              file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    p = _Parser(prog="python -m pinn.bench", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m pinn.bench", description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=30, help="timed steps per engine (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per engine first")
     p.add_argument("--cases", default="a,b", help="comma-separated: a (seed), b (Burgers), "

@@ -11,6 +11,7 @@ leaves no run folder.
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import re
 import sys
@@ -34,6 +35,15 @@ VALUE_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "
 TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false",
               "String": "a string"}
 MAX_SWEEP_VALUES = 50  # values of one sweep that are checked one by one
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the entry points without Hydra (bench, accuracy), with the project's error
+    form: one line ``error: ...``, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {message} ({self.prog} --help lists the options)", file=sys.stderr)
+        sys.exit(2)
 
 
 class CommandLineError(ValueError):
