@@ -38,7 +38,7 @@ def load_run(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu"
     # The checkpoint carries the resolved config; merging onto the schema restores its types.
     cfg = load_saved_config(ckpt.config_yaml)
     pde = build_pde(cfg.pde)
-    model = build_model(cfg, pde.n_out).to(dev)
+    model = build_model(cfg, pde).to(dev)
     model.load_state_dict(ckpt.model)  # includes BN running statistics and calibration flags
     if ckpt.extra.get("bn_mode"):
         set_bn_mode(model, ckpt.extra["bn_mode"])

@@ -105,12 +105,27 @@ class ModelConfig:
         width: neurons per hidden block
         activation: tanh, gelu, sin or silu
         norm: none, or batch (batch normalization in every hidden block; see bn.*)
+        periodic: features exactly periodic in x with the domain's period (cos, sin of
+            model.harmonics harmonics instead of x; Dong & Ni 2021), so u and all its
+            x-derivatives agree at both ends and the boundary term is left out for periodic
+            problems
+        harmonics: harmonics of the periodic embedding
+        fourier_features: random Fourier features of (x, t) (Tancik et al. 2020), 0 for none
+        fourier_sigma: standard deviation of their frequencies, on inputs scaled to [-1, 1]
+        hard_initial: impose the initial condition exactly, u = u0(x) + tau N (u0 + t v0 +
+            tau^2 N in second order), tau the scaled time (Lagaris et al. 1998); the initial
+            term is left out of the loss
     """
 
     depth: int = 4
     width: int = 20
     activation: Activation = Activation.tanh
     norm: Norm = Norm.none
+    periodic: bool = False
+    harmonics: int = 1
+    fourier_features: int = 0
+    fourier_sigma: float = 1.0
+    hard_initial: bool = False
 
 
 @dataclass
@@ -346,11 +361,20 @@ class LossConfig:
         balance: none, or grad_norm (at every redraw the weights move towards those that give
             each term the same gradient norm)
         balance_momentum: grad_norm: w <- m w + (1 - m) w_new with this m
+        causal: weight the residual causally in time (Wang, Sankaran & Perdikaris 2024):
+            loss.causal_chunks time slices, slice i weighted exp(-eps * the residual losses
+            of the slices before it); fresh every Adam step, held between redraws in the
+            quasi-Newton stage
+        causal_eps: the causality parameter eps
+        causal_chunks: time slices of the causal weighting
     """
 
     weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 10.0, "bc": 1.0})
     balance: Balance = Balance.none
     balance_momentum: float = 0.5
+    causal: bool = False
+    causal_eps: float = 1.0
+    causal_chunks: int = 32
 
 
 @dataclass
@@ -434,6 +458,11 @@ def validate(cfg: DictConfig) -> None:
     m, s, t, o, p, b = cfg.model, cfg.sampler, cfg.trainer, cfg.optim, cfg.pde, cfg.bn
     _require(m.depth >= 1, "model.depth", m.depth, "an integer >= 1")
     _require(m.width >= 1, "model.width", m.width, "an integer >= 1")
+    _require(m.harmonics >= 1, "model.harmonics", m.harmonics, "an integer >= 1")
+    _require(m.fourier_features >= 0, "model.fourier_features", m.fourier_features,
+             "an integer >= 0 (0: none)")
+    _require(math.isfinite(m.fourier_sigma) and m.fourier_sigma > 0, "model.fourier_sigma",
+             m.fourier_sigma, "a finite number > 0")
     _require(s.n_interior >= 1, "sampler.n_interior", s.n_interior, "an integer >= 1")
     _require(s.n_initial >= 1, "sampler.n_initial", s.n_initial, "an integer >= 1")
     _require(s.n_boundary >= 0, "sampler.n_boundary", s.n_boundary, "an integer >= 0")
@@ -484,6 +513,10 @@ def validate(cfg: DictConfig) -> None:
              "sampler.resample_every to a number of steps > 0, or loss.balance=none")
     _require(0 <= cfg.loss.balance_momentum < 1, "loss.balance_momentum",
              cfg.loss.balance_momentum, "a number in [0, 1)")
+    _require(math.isfinite(cfg.loss.causal_eps) and cfg.loss.causal_eps >= 0,
+             "loss.causal_eps", cfg.loss.causal_eps, "a finite number >= 0")
+    _require(cfg.loss.causal_chunks >= 1, "loss.causal_chunks", cfg.loss.causal_chunks,
+             "an integer >= 1")
     for name, w in cfg.loss.weights.items():
         _require(name in ("res", "ic", "bc"), f"loss.weights.{name}", w, "keys res, ic, bc")
         _require(w >= 0, f"loss.weights.{name}", w, "a number >= 0")

@@ -18,7 +18,7 @@ DERIVATIVE_KEYS = ("U", "Ux", "Ut", "Uxx", "Utt")
 def _grads(y: torch.Tensor, inputs: list, create_graph: bool) -> list:
     """[d(sum y)/d v for v in inputs] in one reverse pass; zeros where y does not depend on v
     (e.g. the second derivative of a linear function)."""
-    if not y.requires_grad:
+    if not y.requires_grad or not inputs:
         return [torch.zeros_like(v) for v in inputs]
     # retain_graph: later calls (other outputs, other variables) reuse the same forward graph.
     return list(torch.autograd.grad(y.sum(), inputs, create_graph=create_graph,

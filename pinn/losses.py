@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -39,23 +39,115 @@ def _boundary_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tenso
     return torch.cat([d["U"][:n] - d["U"][n:], d["Ux"][:n] - d["Ux"][n:]], dim=1)
 
 
+class CausalWeighting:
+    """Causal weighting of the residual in time (Wang, Sankaran & Perdikaris, "Respecting
+    causality for training physics-informed neural networks", CMAME 421, 116813, 2024, eqs.
+    3.5-3.6): the interior points are binned into ``chunks`` equal time slices with mean
+    squared residuals L_1..L_M, and the residual term is
+
+        (1/M) sum_i w_i L_i,     w_i = exp(-eps sum_{k<i} L_k),
+
+    the weights held constant (no gradient flows through them), so a slice counts only once
+    the slices before it are resolved.
+
+    The published method recomputes the weights at every gradient step (the Adam stage does).
+    A quasi-Newton line search needs one fixed objective, so there the weights are held
+    between redraws: :meth:`hold` fixes them from the current residuals, :meth:`release`
+    (at every redraw) lets the next evaluation fix them again.
+    """
+
+    def __init__(self, eps: float, chunks: int, t_min: float, t_max: float):
+        self.eps, self.chunks = float(eps), int(chunks)
+        self.t_min, self.inv_span = float(t_min), 1.0 / (float(t_max) - float(t_min))
+        self.held = False
+        self._fixed: torch.Tensor | None = None
+        self.last: torch.Tensor | None = None  # the weights of the last evaluation, (M,)
+
+    def chunk_losses(self, res_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Mean of ``res_sq`` (N,) over each time slice (an empty slice: 0); (M,)."""
+        idx = ((t.reshape(-1).detach() - self.t_min) * self.inv_span * self.chunks).floor()
+        idx = idx.clamp(0, self.chunks - 1).long()
+        sums = res_sq.new_zeros(self.chunks).index_add(0, idx, res_sq)
+        counts = torch.bincount(idx, minlength=self.chunks).to(res_sq.dtype)
+        return sums / counts.clamp(min=1)
+
+    def weights(self, chunk_losses: torch.Tensor) -> torch.Tensor:
+        """w_i = exp(-eps sum_{k<i} L_k), detached; (M,)."""
+        L = chunk_losses.detach()
+        return torch.exp(-self.eps * (torch.cumsum(L, 0) - L))
+
+    def residual_term(self, res_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        L = self.chunk_losses(res_sq, t)
+        if self.held and self._fixed is not None:
+            w = self._fixed
+        else:
+            w = self.weights(L)
+            if self.held:
+                self._fixed = w
+        self.last = w
+        return (w * L).mean()
+
+    def hold(self) -> None:
+        """From the next evaluation on, keep its weights until :meth:`release`."""
+        self.held, self._fixed = True, None
+
+    def release(self) -> None:
+        """Weights fixed again at the next evaluation (held mode) or every one (otherwise)."""
+        self._fixed = None
+
+    def state_dict(self) -> dict:
+        return {"held": self.held,
+                "fixed": None if self._fixed is None else self._fixed.detach().cpu().tolist()}
+
+    def load_state_dict(self, state: dict, like: torch.Tensor) -> None:
+        self.held = bool(state.get("held", False))
+        fixed = state.get("fixed")
+        self._fixed = None if fixed is None else torch.tensor(fixed, dtype=like.dtype,
+                                                               device=like.device)
+
+
+def imposed_terms(model: nn.Module, pde: PDE) -> Tuple[str, ...]:
+    """Loss terms that the network satisfies by construction and that are left out: ``ic``
+    under a hard initial condition, ``bc`` for a periodic problem with a periodic embedding.
+    (Their misfits are rounding errors; a gradient-norm balance would blow them up.)"""
+    out = []
+    if getattr(model, "output_transform", None) is not None:
+        out.append("ic")
+    embedding = getattr(model, "embedding", None)
+    if embedding is not None and embedding.periodic and pde.boundary_kind == "periodic":
+        out.append("bc")
+    return tuple(out)
+
+
 def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd",
-               compile: bool = False) -> Dict[str, torch.Tensor]:
+               compile: bool = False,
+               causal: Optional[CausalWeighting] = None) -> Dict[str, torch.Tensor]:
     """Mean squares of the residual (interior), initial and boundary misfits.
 
     The three point sets are evaluated under one set of batch statistics, those of the interior
     points, so that a batch-normalized network is one function within a step.
 
+    Args:
+        causal: weight the residual causally in time (:class:`CausalWeighting`), or None for
+            the plain mean.
+
     Returns:
-        dict with scalar tensors ``res``, ``ic`` and (when there are boundary points) ``bc``.
+        dict with scalar tensors ``res``, ``ic`` and (when there are boundary points) ``bc``;
+        ``ic`` and ``bc`` left out where the network imposes them (:func:`imposed_terms`).
     """
     eng = {"engine": engine, "compile": compile}
+    imposed = imposed_terms(model, pde)
     with shared_batch_statistics(model):
         d = compute_derivatives(model, batch.x_int, batch.t_int, pde.derivatives, **eng)
         res = pde.residual(batch.x_int, batch.t_int, d)  # (N, n_equations)
-        terms = {"res": res.square().mean()}
-        terms["ic"] = _initial_misfit(model, pde, batch.x_ic, batch.t_ic, **eng).square().mean()
-        if batch.x_bc.shape[0] >= 2:
+        if causal is None:
+            terms = {"res": res.square().mean()}
+        else:  # the mean over the equations, then causally weighted slices of time
+            terms = {"res": causal.residual_term(res.square().mean(dim=1), batch.t_int)}
+        if "ic" not in imposed:
+            terms["ic"] = _initial_misfit(model, pde, batch.x_ic, batch.t_ic,
+                                          **eng).square().mean()
+        if batch.x_bc.shape[0] >= 2 and "bc" not in imposed:
             terms["bc"] = _boundary_misfit(model, pde, batch.x_bc, batch.t_bc,
                                            **eng).square().mean()
     return terms

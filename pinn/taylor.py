@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from pinn.derivatives import DERIVATIVE_KEYS
+from pinn.nn.embedding import network_request
 from pinn.nn.mlp import MLP, Sin
 from pinn.nn.norm import BatchNorm
 
@@ -849,42 +850,60 @@ def taylor_derivatives(model: nn.Module, x: Tensor, t: Tensor,
     if x.shape != t.shape or x.dim() != 2 or x.shape[1] != 1:
         raise ValueError(f"x and t must both be (N, 1); got {tuple(x.shape)} and {tuple(t.shape)}")
     needed = set(needed) | {"U"}
+    transform = getattr(model, "output_transform", None)
+    requested = needed
+    if transform is not None:  # the network's own derivatives, then the product rule
+        needed = network_request(needed)
     firsts, seconds = channels_for(needed)
     n1, n2 = len(firsts), len(seconds)
     sel = (firsts.index(seconds[0]), firsts.index(seconds[-1]) + 1) if n2 else (0, 0)
     first_idx = ["xt".index(v) for v in firsts]
     kinds = tuple(kind for _, _, kind in blocks)
 
-    if (not any(bn is not None for _, bn, _ in blocks)
+    embedding = getattr(model, "embedding", None)
+    if (embedding is None and not any(bn is not None for _, bn, _ in blocks)
             and all(lin.bias is not None for lin, _, _ in blocks) and model.head.bias is not None
             and not (x.requires_grad or t.requires_grad)):
         fwd, bwd = _chain_maps(kinds, tuple(first_idx), n2, sel, compile)
         params = [p for lin, _, _ in blocks for p in (lin.weight, lin.bias)]
         params += [model.head.weight, model.head.bias]
-        outs = _Chain.apply(fwd, bwd, torch.cat([x, t], dim=1), model.in_center,
-                            model.in_scale, *params)
+        outs = _Chain.apply(fwd, bwd, torch.cat([x, t], dim=1), model.in_center.to(x.dtype),
+                            model.in_scale.to(x.dtype), *params)
     else:
-        outs = _layered(blocks, first_idx, n1, n2, sel, x, t, model, compile)
+        second_idx = ["xt".index(v) for v in seconds]
+        outs = _layered(blocks, first_idx, second_idx, n1, n2, sel, x, t, model, compile)
     out = {"U": outs[0]}
     names = [f"U{v}" for v in firsts] + [f"U{v}{v}" for v in seconds]
     for k, name in enumerate(names):
         if name in needed:
             out[name] = outs[1 + k]
+    if transform is not None:
+        out = transform.apply_to_derivatives(x, t, out, requested)
     return out
 
 
-def _layered(blocks, first_idx, n1, n2, sel, x, t, model, compile) -> List[Tensor]:
+def _layered(blocks, first_idx, second_idx, n1, n2, sel, x, t, model,
+             compile) -> List[Tensor]:
     """Block by block, one autograd node per pointwise map; BN statistics are taken between a
     block's matrix product and its pointwise map. Returns [U, D_1, ...], each (N, n_out)."""
     H = None
+    embedding = getattr(model, "embedding", None)
     for i, (lin, bn, kind) in enumerate(blocks):
         W = lin.weight
         J = None
-        if i == 0:
-            h0 = (torch.cat([x, t], dim=1) - model.in_center) * model.in_scale  # (N, 2)
+        first = i == 0 and embedding is None
+        if i == 0 and embedding is not None:
+            # Fixed input features with their closed-form derivative rows (F, C, N): the
+            # first block then takes full rows like any hidden block.
+            h0 = (torch.cat([x, t], dim=1) - model.in_center.to(x.dtype)) * model.in_scale.to(x.dtype)  # (N, 2)
+            E = embedding.taylor_rows(h0, model.in_scale.to(x.dtype), tuple(first_idx), tuple(second_idx))
+            y = _linear_rows(E, W)  # (w, C, N)
+            y0 = y[:, 0]
+        elif i == 0:
+            h0 = (torch.cat([x, t], dim=1) - model.in_center.to(x.dtype)) * model.in_scale.to(x.dtype)  # (N, 2)
             y = W @ h0.t()  # (w, N)
             if n1:
-                J = (W * model.in_scale)[:, first_idx]  # (w, n1): d(W h0)/d(x, t)
+                J = (W * model.in_scale.to(x.dtype))[:, first_idx]  # (w, n1): d(W h0)/d(x, t)
             y0 = y
         else:
             y = _linear_rows(H, W)  # (w, C, N)
@@ -897,7 +916,7 @@ def _layered(blocks, first_idx, n1, n2, sel, x, t, model, compile) -> List[Tenso
             s = torch.rsqrt(var + bn.eps) * bn.weight
             c = -mean if lin.bias is None else lin.bias - mean
             beta = bn.bias
-        fwd, bwd = _maps(kind, n1, n2, sel, i == 0, compile)
+        fwd, bwd = _maps(kind, n1, n2, sel, first, compile)
         H = _Pointwise.apply(y, J, c, s, beta, fwd, bwd, _output_only(kind, s))
 
     Y = _linear_rows(H, model.head.weight)  # (n_out, C, N)

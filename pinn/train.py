@@ -60,7 +60,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
     device = resolve_device(cfg.device) if device is None else device
     configure_tf32(device, cfg.tf32)
     pde = build_pde(cfg.pde)
-    model = build_model(cfg, pde.n_out).to(device)
+    model = build_model(cfg, pde).to(device)
     logger = RunLogger(paths, tensorboard=cfg.log.tensorboard, progress=cfg.trainer.progress,
                        total_steps=cfg.trainer.steps + cfg.trainer.qn_steps,
                        purge_step=resume_step)
@@ -68,8 +68,9 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
 
 
 # Keys that fix the network's shape: a checkpoint fits only a config that agrees on them.
-SHAPE_KEYS = ("model.depth", "model.width", "model.activation", "model.norm", "pde.outputs",
-              "precision")
+SHAPE_KEYS = ("model.depth", "model.width", "model.activation", "model.norm", "model.periodic",
+              "model.harmonics", "model.fourier_features", "model.fourier_sigma",
+              "model.hard_initial", "pde.outputs", "precision")
 # Keys that may differ between a run and its continuation under trainer.resume=auto.
 FREE_KEYS = ("trainer", "log", "device", "tf32")
 
@@ -222,8 +223,9 @@ def main(cfg: DictConfig) -> float:
         validate(cfg)
         device = resolve_device(cfg.device)  # decided once; "cuda" without a GPU stops here
         pde = build_pde(cfg.pde)
+        network = build_model(cfg, pde)  # refuses what cannot be built, before any output
         if cfg.trainer.qn_steps > 0:
-            check_quasi_newton(cfg.optim, list(build_model(cfg, pde.n_out).parameters()))
+            check_quasi_newton(cfg.optim, list(network.parameters()))
         if cfg.trainer.resume:
             paths = RunPaths(find_resume_run(cfg, paths.root))
             resume = load_checkpoint(paths.last_checkpoint)

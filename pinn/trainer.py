@@ -21,7 +21,8 @@ from pinn.divergence import custom_scalar_layout, measure_divergence
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
 from pinn.figures import headline, prediction_figure
 from pinn.logs import RunLogger
-from pinn.losses import grad_norm_weights, loss_terms, residual_magnitude, weighted_total
+from pinn.losses import (CausalWeighting, grad_norm_weights, loss_terms, residual_magnitude,
+                         weighted_total)
 from pinn.nn.norm import bn_layers, calibrate_bn, running_statistics_fixed, set_bn_mode
 from pinn.optim.stages import build_quasi_newton
 from pinn.paths import RunPaths
@@ -66,6 +67,9 @@ class Trainer:
                                device=self.device)
         self.batch = self.sampler.sample()
         self.weights = {k: float(v) for k, v in cfg.loss.weights.items()}
+        lc = cfg.loss
+        self.causal = (CausalWeighting(lc.causal_eps, lc.causal_chunks, pde.t_min, pde.t_max)
+                       if lc.causal else None)
         o = cfg.optim
         self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas),
                                           weight_decay=o.weight_decay)
@@ -140,7 +144,7 @@ class Trainer:
 
     def _loss(self):
         terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
-                           compile=bool(self.cfg.derivatives.compile))
+                           compile=bool(self.cfg.derivatives.compile), causal=self.causal)
         total = weighted_total(terms, self.weights)
         if self.cfg.trainer.debug_nan_at == self.step and not self._nan_injected:
             # Fault injection for tests of the non-finite policies: one NaN, once.
@@ -184,6 +188,8 @@ class Trainer:
             self.qn = build_quasi_newton(self.cfg.optim, list(self.model.parameters()),
                                          self.lr_factor)
             self.events.append({"step": self.step, "event": f"quasi-Newton stage: {self.qn.name}"})
+            if self.causal is not None:  # one objective per line search: weights held
+                self.causal.hold()
         self.model.train()
         terms = self.qn.step(self._evaluate_loss)
         self._check_stall(terms["total"])
@@ -237,7 +243,7 @@ class Trainer:
         self.model.train()
         with running_statistics_fixed(self.model):
             terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
-                               compile=bool(self.cfg.derivatives.compile))
+                               compile=bool(self.cfg.derivatives.compile), causal=self.causal)
             new = grad_norm_weights(self.model, terms)
         keys = list(new) + [k for k in self.weights if k not in new]
         self.weights = {k: m * self.weights.get(k, 1.0) + (1 - m) * new.get(k, 1.0) for k in keys}
@@ -248,6 +254,8 @@ class Trainer:
         adaptive = choice(self.cfg.sampler.adaptive) == "rad"
         self.batch = self.sampler.sample(self._residual_magnitude if adaptive else None)
         self._stall = None  # a new objective: the stall window starts again
+        if self.causal is not None:
+            self.causal.release()
         if choice(self.cfg.loss.balance) == "grad_norm":
             self.rebalance()
         if self.qn is not None:
@@ -303,6 +311,7 @@ class Trainer:
             "engine": self.engine,
             "weights": dict(self.weights),
             "stall": None if self._stall is None else list(self._stall),
+            "causal": None if self.causal is None else self.causal.state_dict(),
         }
 
     def load_training_state(self, state: Dict[str, object]) -> None:
@@ -337,6 +346,8 @@ class Trainer:
         self._rate_mark = (self.step, self.train_seconds)
         stall = state.get("stall")
         self._stall = None if stall is None else (int(stall[0]), float(stall[1]))
+        if self.causal is not None and state.get("causal") is not None:
+            self.causal.load_state_dict(state["causal"], self.batch.t_int)
 
     def save(self) -> None:
         """Write checkpoints/last.pt atomically; the previous one stays until this one is whole."""
@@ -355,6 +366,9 @@ class Trainer:
         if self.step % tc.log_every == 0 or self.step == self.total_steps:
             values = {f"loss/{k}": v for k, v in terms.items()}
             values.update({f"weight/{k}": w for k, w in self.weights.items()})
+            if self.causal is not None and self.causal.last is not None:
+                # The smallest slice weight: 1 once every slice of time is resolved.
+                values["causal/min_weight"] = float(self.causal.last.min())
             kind = "adam" if self.stage == "adam" else "qn"
             if kind == "adam":
                 values["adam/lr"] = self.optimizer.param_groups[0]["lr"]

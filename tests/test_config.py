@@ -88,6 +88,6 @@ def test_every_experiment_and_pde_composes_and_validates():
     for exp in sorted((CONFIG_DIR / "experiment").glob("*.yaml")):
         cfg = compose_cfg([f"experiment={exp.stem}"])
         validate(cfg)
-        build_model(cfg, build_pde(cfg.pde).n_out)
+        build_model(cfg, build_pde(cfg.pde))
     for pde in sorted((CONFIG_DIR / "pde").glob("*.yaml")):
         validate(compose_cfg([f"pde={pde.stem}"]))

@@ -5,18 +5,36 @@ import torch
 from omegaconf import DictConfig
 
 from pinn.config import choice
+from pinn.pdes.problem import PDE
+from pinn.nn.embedding import Embedding, HardInitial, check_periodic_lift
 from pinn.nn.mlp import MLP
 from pinn.nn.norm import BatchNorm, bn_layers, calibrate_bn, set_bn_mode, shared_batch_statistics
+
+FOURIER_SEED_OFFSET = 7919  # the Fourier-feature generator's seed is cfg.seed plus this
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def build_model(cfg: DictConfig, n_out: int) -> MLP:
-    """The network of a run config, in the run's precision, seeded by ``cfg.seed``."""
+def build_model(cfg: DictConfig, pde: PDE) -> MLP:
+    """The network of a run config for problem ``pde``, in the run's precision, seeded by
+    ``cfg.seed`` (the random Fourier features by a generator of their own, seeded from it)."""
+    m = cfg.model
+    embedding = None
+    if m.periodic or m.fourier_features:
+        g = torch.Generator().manual_seed(int(cfg.seed) + FOURIER_SEED_OFFSET)
+        embedding = Embedding(periodic_harmonics=int(m.harmonics) if m.periodic else 0,
+                              fourier_features=int(m.fourier_features),
+                              fourier_sigma=float(m.fourier_sigma), generator=g)
+    transform = None
+    if m.hard_initial:
+        transform = HardInitial(pde.initial, pde.initial_velocity
+                                if pde.initial_velocity_exprs else None, pde.t_min, pde.t_max)
+        if m.periodic:
+            check_periodic_lift(transform, pde.x_min, pde.x_max)
     torch.manual_seed(cfg.seed)
     p = cfg.pde
     model = MLP(
-        n_out=n_out,
+        n_out=pde.n_out,
         depth=cfg.model.depth,
         width=cfg.model.width,
         activation=choice(cfg.model.activation),
@@ -26,9 +44,11 @@ def build_model(cfg: DictConfig, n_out: int) -> MLP:
         bn_eps=cfg.bn.eps,
         bn_momentum=cfg.bn.momentum,
         bn_mode=choice(cfg.bn.mode),
+        embedding=embedding,
+        output_transform=transform,
     )
     return model.to(DTYPES[choice(cfg.precision)])
 
 
-__all__ = ["MLP", "BatchNorm", "bn_layers", "build_model", "calibrate_bn", "set_bn_mode",
+__all__ = ["Embedding", "HardInitial", "MLP", "BatchNorm", "bn_layers", "build_model", "calibrate_bn", "set_bn_mode",
            "shared_batch_statistics", "DTYPES"]

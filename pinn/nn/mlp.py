@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from pinn.nn.embedding import Embedding, HardInitial
 from pinn.nn.norm import BatchNorm
 
 
@@ -30,24 +31,32 @@ class MLP(nn.Module):
         norm: ``none`` or ``batch``.
         lower, upper: domain bounds of (x, t), each a sequence of 2 numbers.
         bn_eps, bn_momentum, bn_mode: see :class:`pinn.nn.norm.BatchNorm`.
+        embedding: fixed features of the normalized inputs (periodic in x, Fourier features;
+            :class:`pinn.nn.embedding.Embedding`), or None for (x^, t^) themselves.
+        output_transform: a map (xt, network output) -> output that imposes a condition
+            exactly (:class:`pinn.nn.embedding.HardInitial`), or None.
     """
 
     def __init__(self, n_out: int, depth: int, width: int, activation: str = "tanh",
                  norm: str = "none", lower: Sequence[float] = (-1.0, 0.0),
                  upper: Sequence[float] = (1.0, 1.0), bn_eps: float = 1e-5,
-                 bn_momentum: Optional[float] = 0.1, bn_mode: str = "detached"):
+                 bn_momentum: Optional[float] = 0.1, bn_mode: str = "detached",
+                 embedding: Optional[Embedding] = None,
+                 output_transform: Optional[HardInitial] = None):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation={activation!r} is not allowed: one of "
                              f"{', '.join(ACTIVATIONS)}")
         if norm not in ("none", "batch"):
             raise ValueError(f"model.norm={norm!r} is not allowed: one of none, batch")
-        lo = torch.tensor([float(v) for v in lower])
-        hi = torch.tensor([float(v) for v in upper])
+        lo = torch.tensor([float(v) for v in lower], dtype=torch.float64)
+        hi = torch.tensor([float(v) for v in upper], dtype=torch.float64)
         self.register_buffer("in_center", (hi + lo) / 2)
         self.register_buffer("in_scale", 2.0 / (hi - lo))
+        self.embedding = embedding
+        self.output_transform = output_transform
         blocks = []
-        n_in = 2
+        n_in = 2 if embedding is None else embedding.n_features
         for _ in range(depth):
             layers = [nn.Linear(n_in, width)]
             if norm == "batch":
@@ -64,5 +73,12 @@ class MLP(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, xt: torch.Tensor) -> torch.Tensor:  # (N, 2) -> (N, n_out)
-        h = (xt - self.in_center) * self.in_scale
-        return self.head(self.hidden(h))
+        # The bounds are kept in float64 (exact periodicity of an embedding needs the map to
+        # [-1, 1] exact); a float32 network casts them.
+        h = (xt - self.in_center.to(xt.dtype)) * self.in_scale.to(xt.dtype)
+        if self.embedding is not None:
+            h = self.embedding(h)
+        out = self.head(self.hidden(h))
+        if self.output_transform is not None:
+            out = self.output_transform(xt, out)
+        return out
