@@ -215,6 +215,8 @@ class PDEConfig:
             closed form
         eval_nx: points in x of the grid on which errors are measured
         eval_nt: points in t of that grid
+        derived: quantities of the outputs whose errors are reported too, name: expression in
+            the outputs, x, t and the parameters (NLS: {h_abs: sqrt(u**2 + v**2)})
     """
 
     name: str = MISSING
@@ -232,6 +234,7 @@ class PDEConfig:
     reference: Optional[str] = None
     eval_nx: int = 256
     eval_nt: int = 101
+    derived: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

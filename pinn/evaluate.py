@@ -65,7 +65,7 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
     result = {"run_dir": str(paths.root), "grid": {"nx": nx, "nt": nt},
               **device_info(next(model.parameters()).device),
               "reference": pde.reference_kind,
-              **{f"error/{k}": v for k, v in grid_errors(pred, grid, pde.outputs).items()},
+              **{f"error/{k}": v for k, v in grid_errors(pred, grid, pde).items()},
               **residual_statistics(model, pde, grid)}
     paths.figures.mkdir(parents=True, exist_ok=True)
     times = [pde.t_min + f * (pde.t_max - pde.t_min) for f in slices]

@@ -45,14 +45,22 @@ def predict_grid(model: nn.Module, grid: EvalGrid, chunk: int = 65536) -> np.nda
     return out.double().cpu().numpy().reshape(len(grid.t), len(grid.x), -1)
 
 
-def grid_errors(pred: np.ndarray, grid: EvalGrid, outputs) -> Dict[str, float]:
-    """Relative L2 and max-abs error per output, keyed ``l2_rel/<name>``, ``max_abs/<name>``."""
+def grid_errors(pred: np.ndarray, grid: EvalGrid, pde: PDE) -> Dict[str, float]:
+    """Relative L2 and max-abs error per output, keyed ``l2_rel/<name>``, ``max_abs/<name>``,
+    then the same for each of the problem's ``derived`` quantities (e.g. NLS's |h|)."""
     if grid.reference is None:
         return {}
     errs = {}
-    for k, name in enumerate(outputs):
+    for k, name in enumerate(pde.outputs):
         errs[f"l2_rel/{name}"] = relative_l2(pred[..., k], grid.reference[..., k])
         errs[f"max_abs/{name}"] = max_abs(pred[..., k], grid.reference[..., k])
+    if pde.derived:
+        X, T = np.meshgrid(grid.x, grid.t)  # (Nt, Nx)
+        got = pde.derived_values(pred, X, T)
+        want = pde.derived_values(grid.reference, X, T)
+        for name in pde.derived:
+            errs[f"l2_rel/{name}"] = relative_l2(got[name], want[name])
+            errs[f"max_abs/{name}"] = max_abs(got[name], want[name])
     return errs
 
 

@@ -271,7 +271,7 @@ class Trainer:
     def evaluate(self, with_figure: bool = True) -> Dict[str, float]:
         """Errors of the predict-mode network against the reference; logged at ``self.step``."""
         pred = predict_grid(self.model, self.grid)
-        errors = grid_errors(pred, self.grid, self.pde.outputs)
+        errors = grid_errors(pred, self.grid, self.pde)
         self.logger.scalars({f"error/{k}": v for k, v in errors.items()}, self.step)
         if with_figure and self.cfg.log.figures and self.logger.writer is not None:
             ref = self.grid.reference

@@ -212,3 +212,27 @@ def test_boundary_misfit_vanishes_on_the_exact_solution(kind):
     assert _boundary_misfit(exact, pde, x, t).abs().max() < 1e-12
     shifted = lambda xt: exact(xt) + 0.1 * xt[:, :1] ** 2  # noqa: E731
     assert _boundary_misfit(shifted, pde, x, t).abs().max() > 1e-2
+
+
+def test_derived_quantities_are_reported_with_their_own_errors():
+    # NLS reports |h| = sqrt(u^2 + v^2) besides u and v; a made-up reference on a small grid.
+    from pinn.evaluation import EvalGrid, grid_errors
+
+    pde = build_pde(compose_cfg(["pde=nls"]).pde)
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(4, 5, 2))
+    pred = ref + 0.01 * rng.normal(size=ref.shape)
+    grid = EvalGrid(np.linspace(-5, 5, 5), np.linspace(0, 1, 4), ref)
+    errs = grid_errors(pred, grid, pde)
+    a, b = np.hypot(pred[..., 0], pred[..., 1]), np.hypot(ref[..., 0], ref[..., 1])
+    assert errs["l2_rel/h_abs"] == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b),
+                                                 rel=1e-14)
+    assert errs["max_abs/h_abs"] == pytest.approx(np.abs(a - b).max(), rel=1e-14)
+    assert {"l2_rel/u", "l2_rel/v"} <= set(errs)
+
+
+def test_a_derived_quantity_with_an_unknown_name_fails_in_one_line(tmp_path):
+    p = run_cli(["pde=nls", "+pde.derived.bad=w**2", f"hydra.run.dir={tmp_path / 'r'}"],
+                cwd=tmp_path)
+    assert p.returncode != 0 and "pde.derived.bad: unknown name 'w'" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr

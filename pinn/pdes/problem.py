@@ -77,6 +77,14 @@ class PDE:
                 self.boundary_exprs[side] = self._per_output(
                     bc.get(side, "0"), {"t"} | p, f"pde.boundary.{side}", required=True)
         self.exact_exprs = self._per_output(cfg.get("exact"), {"x", "t"} | p, "pde.exact")
+        self.derived: Dict[str, Expression] = {}
+        for k, v in (cfg.get("derived") or {}).items():
+            if not str(k).isidentifier() or k in self.outputs:
+                raise ValueError(f"pde.derived.{k}: not allowed as a name (an identifier "
+                                 f"other than the outputs {', '.join(self.outputs)})")
+            self.derived[str(k)] = parse(" ".join(str(v).split()),
+                                         {"x", "t"} | p | set(self.outputs),
+                                         key=f"pde.derived.{k}")
         self.reference_name: Optional[str] = cfg.get("reference")
         if self.reference_name is not None:
             from pinn.reference.solvers import check_solver
@@ -151,6 +159,14 @@ class PDE:
         cols = [np.broadcast_to(np.asarray(e({**self.params, "x": x, "t": t}), float), x.shape)
                 for e in self.exact_exprs]
         return np.stack(cols, axis=-1)
+
+    def derived_values(self, values: np.ndarray, x: np.ndarray,
+                       t: np.ndarray) -> Dict[str, np.ndarray]:
+        """The ``derived`` quantities of output values (..., n_out) at x, t (...,): name -> (...)."""
+        env = {**self.params, "x": x, "t": t,
+               **{o: values[..., k] for k, o in enumerate(self.outputs)}}
+        return {k: np.broadcast_to(np.asarray(e(env), float), x.shape)
+                for k, e in self.derived.items()}
 
     def reference(self, x: np.ndarray, t: np.ndarray) -> Optional[np.ndarray]:
         """Reference solution on the grid x (Nx,), t (Nt,): (Nt, Nx, n_out), or None."""
