@@ -1,7 +1,9 @@
 """Config errors end with one clear line, a non-zero exit and no run folder."""
 import pytest
 
-from pinn.config import ConfigError, validate
+from omegaconf import OmegaConf
+
+from pinn.config import CONFIG_DIR, ConfigError, validate
 from tests.conftest import REPO, compose_cfg, run_cli
 
 
@@ -91,3 +93,33 @@ def test_every_experiment_and_pde_composes_and_validates():
         build_model(cfg, build_pde(cfg.pde))
     for pde in sorted((CONFIG_DIR / "pde").glob("*.yaml")):
         validate(compose_cfg([f"pde={pde.stem}"]))
+
+
+def _leaves(node, prefix=""):
+    """(dotted key, value) of every leaf of a YAML mapping."""
+    for k, v in node.items():
+        if k == "defaults":
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            yield from _leaves(v, key + ".")
+        else:
+            yield key, v
+
+
+@pytest.mark.parametrize("path", sorted((CONFIG_DIR / "experiment").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_value_an_experiment_sets_reaches_the_run_config(path):
+    # An experiment must win over the entry config's own values (train.yaml sets loss.*, bn.*,
+    # precision...), or `experiment=precise` would silently train without its loss balancing.
+    import yaml
+
+    cfg = compose_cfg([f"experiment={path.stem}"])
+    leaves = list(_leaves(yaml.safe_load(path.read_text())))
+    assert leaves
+    for key, value in leaves:
+        got = OmegaConf.select(cfg, key)
+        got = got.value if hasattr(got, "value") else got
+        if OmegaConf.is_config(got):
+            got = OmegaConf.to_container(got)
+        assert got == value, f"{path.name}: {key} = {got!r}, the experiment sets {value!r}"
