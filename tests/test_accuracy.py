@@ -58,3 +58,27 @@ def test_suites_cover_the_library_with_bn_rows():
         assert f"{p}_precise" in names
     assert {"burgers_bn_detached", "burgers_bn_frozen"} <= names
     assert all(len(c.seeds) == 1 for c in quick_suite())
+
+
+def test_jobs_run_seeds_side_by_side_with_their_share_of_the_cores(tmp_path):
+    import os
+    import statistics
+
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "acc"
+    fast = [o for o in FAST if not o.startswith("trainer.num_threads=")]
+    assert main(["--quick", "--cases", "heat_default", "--seeds", "0,1", "--jobs", "2",
+                 "--out", str(out), "--override", *fast]) == 0
+    (row,) = json.loads((out / "accuracy.json").read_text())["rows"]
+    errors = []
+    for seed in (0, 1):
+        run = out / "heat_default" / f"seed{seed}"
+        cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+        assert cfg.trainer.num_threads == max(1, (os.cpu_count() or 1) // 2)
+        assert cfg.seed == seed
+        errors.append(json.loads((run / "metrics.json").read_text())["error/l2_rel/u"])
+    assert errors[0] != errors[1]
+    assert row["l2_rel"]["u"]["median"] == statistics.median(errors)
+    assert row["l2_rel"]["u"]["worst"] == max(errors)
+    assert "2 runs at a time" in (out / "accuracy.md").read_text().splitlines()[0]
