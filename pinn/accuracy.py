@@ -216,8 +216,9 @@ def markdown(rows: Sequence[Dict[str, object]], title: str) -> str:
         if r["completed"] != len(r["seeds"]):
             seeds += f" ({r['completed']} completed)"
         pub = r["published"] + (f" ({r['published_source']})" if r["published_source"] else "")
-        lines.append(f"| {r['problem']} | {r['recipe']} | {seeds} | {err} | {pub} | {wall} | "
-                     f"{its} | {params} |")
+        cells = [r["problem"], r["recipe"], seeds, err, pub, wall, its, params]
+        # A "|" inside a cell (e.g. |h|) would end it: escaped.
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 

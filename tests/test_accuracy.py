@@ -56,7 +56,11 @@ def test_suites_cover_the_library_with_bn_rows():
     names = {c.name for c in full_suite()}
     for p in ("burgers", "heat", "wave", "klein_gordon", "advection", "allen_cahn", "nls"):
         assert f"{p}_precise" in names
-    assert {"burgers_bn_detached", "burgers_bn_frozen"} <= names
+        assert {f"{p}_bn_detached", f"{p}_bn_frozen"} <= names
+    by_name = {c.name: c for c in full_suite()}
+    # Each problem's BN rows use the problem's own recipe.
+    assert "experiment=wave_precise" in by_name["wave_bn_frozen"].overrides
+    assert "bn.freeze_at=0" in by_name["wave_bn_frozen"].overrides
     assert all(len(c.seeds) == 1 for c in quick_suite())
 
 
@@ -82,3 +86,15 @@ def test_jobs_run_seeds_side_by_side_with_their_share_of_the_cores(tmp_path):
     assert row["l2_rel"]["u"]["median"] == statistics.median(errors)
     assert row["l2_rel"]["u"]["worst"] == max(errors)
     assert "2 runs at a time" in (out / "accuracy.md").read_text().splitlines()[0]
+
+
+def test_markdown_escapes_pipes_inside_cells():
+    from pinn.accuracy import markdown
+
+    row = {"problem": "nls", "recipe": "r", "seeds": [0], "completed": 1, "published": "1.97e-3",
+           "published_source": "|h|, Raissi et al.", "l2_rel": {"h_abs": {"median": 1e-4,
+                                                                         "worst": 2e-4}},
+           "wall_time_s": 10.0, "compile_time_s": 1.0, "iterations": 5, "parameters": 7}
+    line = markdown([row], "t").splitlines()[-1]
+    assert line.count("|") - line.count("\\|") == 9  # 8 cells
+    assert "\\|h\\|" in line

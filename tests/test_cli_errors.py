@@ -19,8 +19,9 @@ CASES = [
     (["trainer.max_minutes=abc"], "trainer.max_minutes='abc' is not allowed: a number"),
     (["pde=burger"], "pde=burger is not allowed: one of advection, allen_cahn, burgers, heat, "
                      "klein_gordon, nls, wave (did you mean burgers?)"),
-    (["experiment=precis"], "experiment=precis is not allowed: one of burgers_bn, heat_quick, "
-                            "precise, raissi_burgers (did you mean precise?)"),
+    (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
+                            "burgers_bn, heat_quick, nls_precise, precise, raissi_burgers, "
+                            "wave_precise (did you mean precise?)"),
     (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
                             "ssbroyden (did you mean ssbroyden?)"),
     (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),
