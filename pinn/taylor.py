@@ -888,6 +888,8 @@ def _layered(blocks, first_idx, second_idx, n1, n2, sel, x, t, model,
     block's matrix product and its pointwise map. Returns [U, D_1, ...], each (N, n_out)."""
     H = None
     embedding = getattr(model, "embedding", None)
+    scale = model.in_scale.to(x.dtype)
+    h0 = (torch.cat([x, t], dim=1) - model.in_center.to(x.dtype)) * scale  # (N, 2)
     for i, (lin, bn, kind) in enumerate(blocks):
         W = lin.weight
         J = None
@@ -895,15 +897,13 @@ def _layered(blocks, first_idx, second_idx, n1, n2, sel, x, t, model,
         if i == 0 and embedding is not None:
             # Fixed input features with their closed-form derivative rows (F, C, N): the
             # first block then takes full rows like any hidden block.
-            h0 = (torch.cat([x, t], dim=1) - model.in_center.to(x.dtype)) * model.in_scale.to(x.dtype)  # (N, 2)
-            E = embedding.taylor_rows(h0, model.in_scale.to(x.dtype), tuple(first_idx), tuple(second_idx))
+            E = embedding.taylor_rows(h0, scale, tuple(first_idx), tuple(second_idx))
             y = _linear_rows(E, W)  # (w, C, N)
             y0 = y[:, 0]
         elif i == 0:
-            h0 = (torch.cat([x, t], dim=1) - model.in_center.to(x.dtype)) * model.in_scale.to(x.dtype)  # (N, 2)
             y = W @ h0.t()  # (w, N)
             if n1:
-                J = (W * model.in_scale.to(x.dtype))[:, first_idx]  # (w, n1): d(W h0)/d(x, t)
+                J = (W * scale)[:, first_idx]  # (w, n1): d(W h0)/d(x, t)
             y0 = y
         else:
             y = _linear_rows(H, W)  # (w, C, N)

@@ -63,7 +63,7 @@ def test_taylor_engine_equals_autograd_through_embedding_and_hard_initial(proble
                  "model.hard_initial=true", "model.depth=2", "model.width=10",
                  "model.activation=gelu"]
     if norm != "none":
-        overrides += ["model.norm=batch", f"bn.mode={'detached' if norm == 'detached' else 'frozen'}"]
+        overrides += ["model.norm=batch", f"bn.mode={norm}"]
     model, pde, _ = model_for(overrides)
     with torch.no_grad():
         for bn in bn_layers(model):

@@ -50,5 +50,5 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
     return model.to(DTYPES[choice(cfg.precision)])
 
 
-__all__ = ["Embedding", "HardInitial", "MLP", "BatchNorm", "bn_layers", "build_model", "calibrate_bn", "set_bn_mode",
-           "shared_batch_statistics", "DTYPES"]
+__all__ = ["Embedding", "HardInitial", "MLP", "BatchNorm", "bn_layers", "build_model",
+           "calibrate_bn", "set_bn_mode", "shared_batch_statistics", "DTYPES"]

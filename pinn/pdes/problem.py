@@ -162,7 +162,8 @@ class PDE:
 
     def derived_values(self, values: np.ndarray, x: np.ndarray,
                        t: np.ndarray) -> Dict[str, np.ndarray]:
-        """The ``derived`` quantities of output values (..., n_out) at x, t (...,): name -> (...)."""
+        """The ``derived`` quantities of output values (..., n_out) at x, t (...,):
+        name -> (...)."""
         env = {**self.params, "x": x, "t": t,
                **{o: values[..., k] for k, o in enumerate(self.outputs)}}
         return {k: np.broadcast_to(np.asarray(e(env), float), x.shape)
