@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pinn.config import CONFIG_DIR
 from pinn.help import render
+from pinn.sweep.check import check_search, is_search
 
 # Flags after which Hydra prints something instead of running: nothing to check.
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
@@ -266,6 +267,10 @@ def check_command_line(config_name: str, schema: Optional[type] = None,
         return
     try:
         check_overrides(name or config_name, overrides, config_dir)
-    except CommandLineError as e:
+        if is_search(overrides):
+            composer = _Composer(name or config_name, config_dir)
+            check_search(overrides, any(a in ("-m", "--multirun") for a in argv),
+                         lambda o, hydra: composer(o, hydra=hydra))
+    except (CommandLineError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

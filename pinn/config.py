@@ -408,6 +408,7 @@ class TrainConfig:
         device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N
         tf32: CUDA float32 runs only: TensorFloat-32 matrix products (faster, about 1e-3
             rounding)
+        trial: the run's trial number in a search (set by ``hydra/sweeper=optuna``)
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -423,6 +424,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     tf32: bool = False
+    trial: Optional[int] = None
 
 
 def register_configs() -> None:

@@ -29,6 +29,7 @@ from pinn.nn import build_model
 from pinn.optim.stages import check_quasi_newton
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
+from pinn.sweep.trial import TrialReporter, reporter_from_hydra
 from pinn.trainer import Trainer
 
 register_configs()
@@ -154,14 +155,19 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
 
 def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
-        device: Optional[torch.device] = None) -> dict:
-    """Train one run into ``paths`` (continuing ``resume`` if given); returns its metrics."""
+        device: Optional[torch.device] = None, reporter: Optional[TrialReporter] = None) -> dict:
+    """Train one run into ``paths`` (continuing ``resume`` if given); returns its metrics.
+    ``reporter``: a search's trial, told the objective at each evaluation (it may prune)."""
     trainer = build_trainer(cfg, paths, resume_step=resume.step if resume else None,
                             device=device)
+    trainer.monitor = reporter
     if resume is not None:
         trainer.load_training_state(resume.extra["training"])
     with stop_on_signals(trainer), trainer.logger.redirect_logging():
         metrics = trainer.fit()
+    if reporter is not None:
+        metrics["trial"] = reporter.number
+        metrics["objective"] = reporter.metric
     view = hparam_view(cfg, *_command_line())
     # Ticked in TensorBoard: the command-line keys and the problem, at least five columns.
     shown = max(5, list(view).index("pde.name") + 1)
@@ -210,19 +216,35 @@ def hparam_view(cfg: DictConfig, first: List[str] = (),
                          for k, v in values.items()})
 
 
-EXIT_CODES = {"completed": 0, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
+EXIT_CODES = {"completed": 0, "diverged": 3, "pruned": 0, "SIGINT": 130, "SIGTERM": 143}
+
+
+def job_outcome(metrics: dict, metric: Optional[str]) -> dict:
+    """What a job returns to its sweeper: status, the objective ``metric`` (default: the first
+    relative L2 error, else the total loss), steps and wall time."""
+    if metric is None:
+        metric = next((k for k in metrics if k.startswith("error/l2_rel")), "loss/total")
+    value = metrics.get(metric)
+    return {"status": metrics["status"], "metric": metric,
+            "value": float(value) if isinstance(value, (int, float)) else float("nan"),
+            "steps": metrics.get("steps"), "wall_time_s": metrics.get("wall_time_s"),
+            "message": metrics.get("message")}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> dict:
+    """Train one run; returns :func:`job_outcome` (a sweeper reads it). A single run exits
+    non-zero unless it completed; a job of a multirun returns instead, so the others go on."""
     hydra_cfg = HydraConfig.get()
     paths = RunPaths(Path(hydra_cfg.runtime.output_dir))
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    resume = None
+    resume = reporter = None
     try:
         validate(cfg)
         device = resolve_device(cfg.device)  # decided once; "cuda" without a GPU stops here
         pde = build_pde(cfg.pde)
+        if cfg.trial is not None:
+            reporter = reporter_from_hydra(cfg.trial, pde)
         network = build_model(cfg, pde)  # refuses what cannot be built, before any output
         if cfg.trainer.qn_steps > 0:
             check_quasi_newton(cfg.optim, list(network.parameters()))
@@ -243,11 +265,13 @@ def main(cfg: DictConfig) -> float:
         print(f"error: {e}", file=sys.stderr)
         if resume is None:
             shutil.rmtree(hydra_cfg.runtime.output_dir, ignore_errors=True)
+        if multirun:
+            return {"status": "failed", "message": str(e), "value": float("nan")}
         sys.exit(2)
     if resume is not None:
         print(f"resuming {paths.root} from step {resume.step}", file=sys.stderr)
     try:
-        metrics = run(cfg, paths, resume, device)
+        metrics = run(cfg, paths, resume, device, reporter)
     except OSError as e:
         print(f"error: cannot write to {paths.root}: {e.strerror or e}; the last complete "
               f"checkpoint is {paths.last_checkpoint}", file=sys.stderr)
@@ -260,11 +284,9 @@ def main(cfg: DictConfig) -> float:
             print(f"resume with: python -m pinn.train trainer.resume={paths.root} "
                   "(plus the overrides of the original command)", file=sys.stderr)
         # In a sweep a failed job is reported in its metrics.json; the other jobs go on.
-        if not multirun:
+        if not multirun and EXIT_CODES.get(metrics.get("stopped_by", status), 1):
             sys.exit(EXIT_CODES.get(metrics.get("stopped_by", status), 1))
-        return float("nan")
-    first_error = next((v for k, v in metrics.items() if k.startswith("error/l2_rel")), None)
-    return float(first_error if first_error is not None else metrics["loss/total"])
+    return job_outcome(metrics, reporter.metric if reporter else None)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -96,6 +96,10 @@ class Trainer:
         self.rollbacks = 0  # non-finite recoveries so far
         self.lr_factor = 1.0  # product of the rollback learning-rate reductions
         self.stop_requested: Optional[str] = None  # set by a signal handler: "SIGTERM", ...
+        # Called at each evaluation with (step, {"error/...": .., "loss/...": ..}); a returned
+        # text stops the run as pruned (a search's trial reporter, pinn.sweep.trial).
+        self.monitor: Optional[Callable[[int, Dict[str, float]], Optional[str]]] = None
+        self.prune_reason: Optional[str] = None
         self._nan_injected = False
         self._good: Optional[Dict[str, object]] = None  # last state known to be finite
         self.engine: Optional[str] = None  # derivative engine in use (see _engine)
@@ -385,7 +389,11 @@ class Trainer:
             self.logger.scalars(values, self.step)
             self.logger.progress(self.step, terms["total"], rate, self.stage)
         if self.step % tc.eval_every == 0 and self.step != self.total_steps:
-            self.evaluate()
+            errors = self.evaluate()
+            if self.monitor is not None:
+                values = {**{f"error/{k}": v for k, v in errors.items()},
+                          **{f"loss/{k}": v for k, v in terms.items()}}
+                self.prune_reason = self.monitor(self.step, values)
         de = self.cfg.log.divergence_every
         if self.has_bn and de and self.step % de == 0:
             self.divergence()
@@ -447,8 +455,9 @@ class Trainer:
         """Run Adam then the quasi-Newton stage from the current step; evaluate, checkpoint and
         return the final metrics. ``metrics["status"]`` is ``completed`` (also when training
         ended early: time budget, a line search that cannot progress; see ``stopped_early``),
-        ``interrupted`` (a signal set :attr:`stop_requested`; a checkpoint was written) or
-        ``diverged``."""
+        ``interrupted`` (a signal set :attr:`stop_requested`; a checkpoint was written),
+        ``pruned`` (a search's pruner stopped the trial at an evaluation; a checkpoint was
+        written; the errors are those of that evaluation) or ``diverged``."""
         wall0 = time.perf_counter()
         tc = self.cfg.trainer
         if self.step == 0:
@@ -495,6 +504,11 @@ class Trainer:
                     f"written to {self.paths.last_checkpoint}"))
                 metrics["stopped_by"] = self.stop_requested
                 return metrics
+            if self.prune_reason:
+                self.save()
+                self.events.append({"step": self.step, "event": self.prune_reason})
+                return self._metrics("pruned", wall0, self.last_errors, message=(
+                    f"{self.prune_reason}; checkpoint written to {self.paths.last_checkpoint}"))
         self.loop_seconds = loop_before + time.perf_counter() - loop0
         if self.has_bn and self.cfg.bn.calibrate_at_end and self.bn_mode != "frozen":
             self.calibrate("end of training")
