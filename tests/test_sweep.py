@@ -22,7 +22,7 @@ from pinn.sweep.study import (STALE, default_study_name, finished_count, make_pr
 from pinn.sweep.trial import TrialReporter, check_metric, default_metric
 from pinn.train import job_outcome, run
 from pinn.pdes import build_pde
-from tests.conftest import REPO, compose_cfg, run_cli
+from tests.conftest import compose_cfg, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -189,6 +189,12 @@ def test_a_search_prunes_records_failures_and_goes_on(search):
         if t.state == TrialState.PRUNED:
             assert (sweep_dir / str(t.number) / "checkpoints" / "last.pt").is_file()
             assert m["steps"] < 40 and t.params["optim.lr"] == 1e-9
+        # Every trial, pruned and failed ones too, has its row in TensorBoard's HParams view.
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        ea = EventAccumulator(str(sweep_dir / str(t.number) / "tensorboard"))
+        ea.Reload()
+        assert "_hparams_/session_start_info" in ea.PluginTagToContent("hparams")
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["best_trial"] == study.best_trial.number
     assert results["best_value"] == study.best_value

@@ -1,10 +1,13 @@
-"""The optuna sweeper: asks the study for ``n_jobs`` trials at a time, launches them as Hydra
-jobs with the configured launcher, and tells the study how each ended."""
+"""The optuna sweeper: keeps ``n_jobs`` trials running (each asked from the study when a slot
+frees), launches each as a Hydra job with the configured launcher, and tells the study how it
+ended."""
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -129,16 +132,35 @@ class OptunaSweeper(Sweeper):
                  f"objective {direction} {metric}")
         extra = self._thread_override(n_jobs, arguments)
         launcher = self._launcher(n_jobs)
-        results = []
-        while done < n_trials:
-            trials = [study.ask(space.params) for _ in range(min(n_jobs, n_trials - done))]
-            for batch in _consecutive(trials):
-                overrides = [[*space.overrides(t.params), *extra, f"trial={t.number}"]
-                             for t in batch]
-                returns = launcher.launch(overrides, initial_job_idx=batch[0].number)
-                for t, ret in zip(batch, returns):
-                    results.append(self._tell(study, t, ret, sweep_dir, state_of))
-            done = finished_count(study)
+        results: list = []
+        lock = threading.Lock()
+        running = [0]
+
+        def worker() -> None:
+            # Asynchronous: a slot takes the next trial as soon as its last one ends (a pruned
+            # trial frees its slot at once), as Optuna's own n_jobs does.
+            while True:
+                with lock:
+                    if finished_count(study) + running[0] >= n_trials:
+                        return
+                    trial = study.ask(space.params)
+                    running[0] += 1
+                try:
+                    overrides = [[*space.overrides(trial.params), *extra,
+                                  f"trial={trial.number}"]]
+                    (ret,) = launcher.launch(overrides, initial_job_idx=trial.number)
+                    with lock:
+                        results.append(self._tell(study, trial, ret, sweep_dir, state_of))
+                finally:
+                    with lock:
+                        running[0] -= 1
+
+        if n_jobs == 1:
+            worker()
+        else:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                for future in [pool.submit(worker) for _ in range(n_jobs)]:
+                    future.result()
         self._summary(study, metric, sweep_dir)
         return results
 
@@ -202,13 +224,3 @@ def _first(distribution) -> str:
         return str(distribution.choices[0])
     return repr(distribution.low)
 
-
-def _consecutive(trials):
-    """Runs of consecutive trial numbers (one launch each: job folder = trial number)."""
-    runs: List[list] = []
-    for t in trials:
-        if runs and t.number == runs[-1][-1].number + 1:
-            runs[-1].append(t)
-        else:
-            runs.append([t])
-    return runs
