@@ -217,6 +217,8 @@ class PDEConfig:
         eval_nt: points in t of that grid
         derived: quantities of the outputs whose errors are reported too, name: expression in
             the outputs, x, t and the parameters (NLS: {h_abs: sqrt(u**2 + v**2)})
+        unknown: coefficients of the residual learned from observations (data.file), name:
+            {init, transform: linear|log, scale}; a value in params is the true one
     """
 
     name: str = MISSING
@@ -226,6 +228,7 @@ class PDEConfig:
     t_min: float = 0.0
     t_max: float = 1.0
     params: Dict[str, Any] = field(default_factory=dict)
+    unknown: Dict[str, Any] = field(default_factory=dict)
     residual: Any = MISSING
     initial: Any = MISSING
     initial_velocity: Any = None
@@ -399,6 +402,27 @@ class LogConfig:
 
 
 @dataclass
+class DataConfig:
+    """Observations for a data loss term ``data`` (inverse problems; see pinn/data.py).
+
+    Attributes:
+        file: an .npz, .csv or .mat file with columns x, t and some or all outputs; null = none
+        columns: variable -> column name in the file, where they differ ({u: u_noisy})
+        outputs: the outputs observed; null = every output with a column in the file
+        noise_column: a column of standard deviations (weight 1/sigma^2, normalized to mean 1)
+        weight_column: a column of weights (normalized to mean 1)
+        allow_unobserved: train unknown coefficients (pde.unknown) without observations
+    """
+
+    file: Optional[str] = None
+    columns: Dict[str, str] = field(default_factory=dict)
+    outputs: Optional[List[str]] = None
+    noise_column: Optional[str] = None
+    weight_column: Optional[str] = None
+    allow_unobserved: bool = False
+
+
+@dataclass
 class TrainConfig:
     """``python -m pinn.train``.
 
@@ -420,6 +444,7 @@ class TrainConfig:
     derivatives: DerivativesConfig = field(default_factory=DerivativesConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     precision: Precision = Precision.float64
     seed: int = 0
     device: str = "auto"
@@ -523,8 +548,15 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.loss.causal_chunks >= 1, "loss.causal_chunks", cfg.loss.causal_chunks,
              "an integer >= 1")
     for name, w in cfg.loss.weights.items():
-        _require(name in ("res", "ic", "bc"), f"loss.weights.{name}", w, "keys res, ic, bc")
+        _require(name in ("res", "ic", "bc", "data"), f"loss.weights.{name}", w,
+                 "keys res, ic, bc, data")
         _require(w >= 0, f"loss.weights.{name}", w, "a number >= 0")
+    unknown = list((p.get("unknown") or {}).keys())
+    if unknown and not cfg.data.file and not cfg.data.allow_unobserved:
+        raise ConfigError(f"pde.unknown.{unknown[0]}: a learned coefficient needs observations: "
+                          "give data.file=<.npz|.csv|.mat> (python -m pinn.data makes one), or "
+                          "set data.allow_unobserved=true to learn it from the residual alone "
+                          "(usually not identifiable)")
     _require(b.momentum is None or 0 < b.momentum <= 1, "bn.momentum", b.momentum,
              "null (cumulative average) or a number in (0, 1]")
     _require(b.eps > 0, "bn.eps", b.eps, "a number > 0")

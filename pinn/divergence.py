@@ -17,6 +17,7 @@ from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
 from pinn.losses import loss_terms, weighted_total
 from pinn.nn.norm import bn_layers, running_statistics_fixed
 from pinn.pdes.problem import PDE
+from pinn.pdes.unknowns import learned_values
 from pinn.sampling import Batch
 
 
@@ -32,12 +33,14 @@ def _derivatives(model: nn.Module, x, t, train: bool) -> Dict[str, torch.Tensor]
     return compute_derivatives(model, x, t, DERIVATIVE_KEYS, create_graph=False)
 
 
-def _loss_and_grad(model: nn.Module, pde: PDE, batch: Batch, weights, train: bool):
+def _loss_and_grad(model: nn.Module, pde: PDE, batch: Batch, weights, train: bool, data=None):
     model.train(train)
     params = [p for p in model.parameters() if p.requires_grad]
-    total = weighted_total(loss_terms(model, pde, batch), weights)
+    terms = loss_terms(model, pde, batch, data=data)
+    total = weighted_total(terms, weights)
     grads = torch.autograd.grad(total, params, allow_unused=True, materialize_grads=True)
-    return total.detach(), torch.cat([g.reshape(-1) for g in grads])
+    return (total.detach(), torch.cat([g.reshape(-1) for g in grads]),
+            {k: float(v.detach()) for k, v in terms.items()})
 
 
 def compare_fields(fwd: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tensor],
@@ -57,7 +60,7 @@ def compare_fields(fwd: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Ten
 
 def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
                        t_probe: torch.Tensor, batch: Batch,
-                       weights: Mapping[str, float]) -> Dict[str, float]:
+                       weights: Mapping[str, float], data=None) -> Dict[str, float]:
     """Forward-vs-predict differences, keyed as logged under ``divergence/``.
 
     Args:
@@ -66,6 +69,8 @@ def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
         x_probe, t_probe: (P, 1) fixed probe points.
         batch: training points for the loss and its gradient.
         weights: loss weights.
+        data: observations (:class:`pinn.data.Observations`): the data term joins the loss,
+            and its own forward-vs-predict difference is ``loss/data/rel``.
     """
     was_training = model.training
     try:
@@ -75,16 +80,20 @@ def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
             batch_stats = [m.last_batch_stats if m.effective_mode != "frozen" else None
                            for m in layers]
             d_pred = _derivatives(model, x_probe, t_probe, train=False)
-            d_fwd["residual"] = pde.residual(x_probe, t_probe, d_fwd)
-            d_pred["residual"] = pde.residual(x_probe, t_probe, d_pred)
-            loss_f, g_f = _loss_and_grad(model, pde, batch, weights, train=True)
-            loss_p, g_p = _loss_and_grad(model, pde, batch, weights, train=False)
+            learned = learned_values(model)
+            d_fwd["residual"] = pde.residual(x_probe, t_probe, d_fwd, learned)
+            d_pred["residual"] = pde.residual(x_probe, t_probe, d_pred, learned)
+            loss_f, g_f, terms_f = _loss_and_grad(model, pde, batch, weights, True, data)
+            loss_p, g_p, terms_p = _loss_and_grad(model, pde, batch, weights, False, data)
     finally:
         model.train(was_training)
     out = compare_fields(d_fwd, d_pred, pde.outputs)
     out["loss/forward"] = loss_f.item()
     out["loss/predict"] = loss_p.item()
     out["loss/rel"] = abs(loss_f.item() - loss_p.item()) / max(abs(loss_p.item()), 1e-300)
+    if "data" in terms_f:
+        out["loss/data/rel"] = (abs(terms_f["data"] - terms_p["data"])
+                                / max(abs(terms_p["data"]), 1e-300))
     denom = (g_f.norm() * g_p.norm()).item()
     out["grad/cosine"] = (g_f @ g_p).item() / denom if denom > 0 else float("nan")
     # 1 - cosine on a log axis shows how close to parallel; a cosine of exactly 1.0 reads 0.
@@ -113,7 +122,8 @@ def custom_scalar_layout(n_bn_layers: int = 0) -> dict:
             {k: chart(f"{k}/rel_l2") for k in fields},
         "divergence: fields (max abs)": {k: chart(f"{k}/max_abs") for k in fields},
         "divergence: loss": {"forward": chart("loss/forward"), "predict": chart("loss/predict"),
-                             "relative difference": chart("loss/rel")},
+                             "relative difference": chart("loss/rel"),
+                             "data term, relative difference": chart("loss/data/rel")},
         "divergence: parameter gradient": {
             "1 - cosine": chart("grad/one_minus_cosine"), "cosine": chart("grad/cosine"),
             "relative L2": chart("grad/rel_l2")},

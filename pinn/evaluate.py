@@ -67,6 +67,10 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
               "reference": pde.reference_kind,
               **{f"error/{k}": v for k, v in grid_errors(pred, grid, pde).items()},
               **residual_statistics(model, pde, grid)}
+    learned = getattr(model, "pde_params", None)
+    if learned is not None:  # an inverse problem: the coefficients it found
+        result.update({f"params/{k}": v for k, v in learned.as_floats().items()})
+        result.update({f"params/{k}/rel_error": v for k, v in learned.errors().items()})
     paths.figures.mkdir(parents=True, exist_ok=True)
     times = [pde.t_min + f * (pde.t_max - pde.t_min) for f in slices]
     writer = None

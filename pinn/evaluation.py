@@ -10,6 +10,7 @@ from torch import nn
 
 from pinn.derivatives import compute_derivatives
 from pinn.pdes.problem import PDE
+from pinn.pdes.unknowns import learned_values
 from pinn.reference.metrics import max_abs, relative_l2
 
 
@@ -79,7 +80,8 @@ def residual_statistics(model: nn.Module, pde: PDE, grid: EvalGrid,
         for i in range(0, x.shape[0], chunk):
             d = compute_derivatives(model, x[i : i + chunk], t[i : i + chunk], pde.derivatives,
                                     create_graph=False)
-            parts.append(pde.residual(x[i : i + chunk], t[i : i + chunk], d).detach())
+            parts.append(pde.residual(x[i : i + chunk], t[i : i + chunk], d,
+                                      learned_values(model)).detach())
         r = torch.cat(parts).double().cpu().numpy()  # (Nt * Nx, n_equations)
     finally:
         model.train(was_training)

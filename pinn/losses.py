@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -10,7 +10,11 @@ from torch import nn
 from pinn.derivatives import compute_derivatives
 from pinn.nn.norm import shared_batch_statistics
 from pinn.pdes.problem import PDE
+from pinn.pdes.unknowns import learned_values
 from pinn.sampling import Batch
+
+if TYPE_CHECKING:
+    from pinn.data import Observations
 
 TERMS = ("res", "ic", "bc")
 
@@ -120,8 +124,8 @@ def imposed_terms(model: nn.Module, pde: PDE) -> Tuple[str, ...]:
 
 
 def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd",
-               compile: bool = False,
-               causal: Optional[CausalWeighting] = None) -> Dict[str, torch.Tensor]:
+               compile: bool = False, causal: Optional[CausalWeighting] = None,
+               data: Optional["Observations"] = None) -> Dict[str, torch.Tensor]:
     """Mean squares of the residual (interior), initial and boundary misfits.
 
     The three point sets are evaluated under one set of batch statistics, those of the interior
@@ -130,16 +134,20 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
     Args:
         causal: weight the residual causally in time (:class:`CausalWeighting`), or None for
             the plain mean.
+        data: observations (:class:`pinn.data.Observations`, on the network's device and
+            dtype): adds the term ``data``, their (weighted) mean-square misfit.
 
     Returns:
-        dict with scalar tensors ``res``, ``ic`` and (when there are boundary points) ``bc``;
-        ``ic`` and ``bc`` left out where the network imposes them (:func:`imposed_terms`).
+        dict with scalar tensors ``res``, ``ic``, (when there are boundary points) ``bc`` and
+        (with observations) ``data``; ``ic`` and ``bc`` left out where the network imposes them
+        (:func:`imposed_terms`). The residual uses the learned coefficients of an inverse
+        problem (``model.pde_params``).
     """
     eng = {"engine": engine, "compile": compile}
     imposed = imposed_terms(model, pde)
     with shared_batch_statistics(model):
         d = compute_derivatives(model, batch.x_int, batch.t_int, pde.derivatives, **eng)
-        res = pde.residual(batch.x_int, batch.t_int, d)  # (N, n_equations)
+        res = pde.residual(batch.x_int, batch.t_int, d, learned_values(model))  # (N, n_eq)
         if causal is None:
             terms = {"res": res.square().mean()}
         else:  # the mean over the equations, then causally weighted slices of time
@@ -150,6 +158,9 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
         if batch.x_bc.shape[0] >= 2 and "bc" not in imposed:
             terms["bc"] = _boundary_misfit(model, pde, batch.x_bc, batch.t_bc,
                                            **eng).square().mean()
+        if data is not None:
+            u = compute_derivatives(model, data.x, data.t, ("U",), **eng)["U"]
+            terms["data"] = data.misfit(u)
     return terms
 
 
@@ -167,7 +178,8 @@ def residual_magnitude(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Ten
         xi, ti = x[i:i + chunk], t[i:i + chunk]
         d = compute_derivatives(model, xi, ti, pde.derivatives, create_graph=False,
                                 engine=engine, compile=compile)
-        parts.append(pde.residual(xi, ti, d).detach().square().sum(dim=1).sqrt())
+        parts.append(pde.residual(xi, ti, d, learned_values(model)).detach().square()
+                     .sum(dim=1).sqrt())
     return torch.cat(parts)
 
 

@@ -241,6 +241,9 @@ def write_figures(rows: List[Row], metric: str, direction: str, out: Path) -> Li
                                             for b in best_curve], where="post",
             color="k", lw=1, label="best so far")
     ax.set_xlabel("trial")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     positive = [r.objective for r in rows if r.objective is not None and r.objective > 0]
     if positive and len(positive) == len([r for r in rows if r.objective is not None]):

@@ -23,6 +23,7 @@ from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from pinn.cli import check_command_line
 from pinn.config import (CONFIG_DIR, ConfigError, TrainConfig, choice, load_saved_config,
                          register_configs, validate)
+from pinn.data import Observations, load_observations
 from pinn.device import configure_tf32, resolve_device
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
@@ -53,19 +54,23 @@ def format_summary(metrics: dict, paths: RunPaths) -> str:
 
 
 def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] = None,
-                  device: Optional[torch.device] = None) -> Trainer:
+                  device: Optional[torch.device] = None,
+                  data: Optional[Observations] = None) -> Trainer:
     """Problem, network, logger and trainer of one run, writing into ``paths``; the network
-    on ``device`` (default: as ``cfg.device`` resolves)."""
+    on ``device`` (default: as ``cfg.device`` resolves); ``data``: the observations of
+    ``cfg.data.file`` (read here when not given)."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.device) if device is None else device
     configure_tf32(device, cfg.tf32)
     pde = build_pde(cfg.pde)
     model = build_model(cfg, pde).to(device)
+    if data is None:
+        data = load_observations(cfg.data, pde)
     logger = RunLogger(paths, tensorboard=cfg.log.tensorboard, progress=cfg.trainer.progress,
                        total_steps=cfg.trainer.steps + cfg.trainer.qn_steps,
                        purge_step=resume_step)
-    return Trainer(cfg, model, pde, paths, logger)
+    return Trainer(cfg, model, pde, paths, logger, data=data)
 
 
 # Keys that fix the network's shape: a checkpoint fits only a config that agrees on them.
@@ -155,11 +160,12 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
 
 def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
-        device: Optional[torch.device] = None, reporter: Optional[TrialReporter] = None) -> dict:
+        device: Optional[torch.device] = None, reporter: Optional[TrialReporter] = None,
+        data: Optional[Observations] = None) -> dict:
     """Train one run into ``paths`` (continuing ``resume`` if given); returns its metrics.
     ``reporter``: a search's trial, told the objective at each evaluation (it may prune)."""
     trainer = build_trainer(cfg, paths, resume_step=resume.step if resume else None,
-                            device=device)
+                            device=device, data=data)
     trainer.monitor = reporter
     if resume is not None:
         trainer.load_training_state(resume.extra["training"])
@@ -243,6 +249,7 @@ def main(cfg: DictConfig) -> dict:
         validate(cfg)
         device = resolve_device(cfg.device)  # decided once; "cuda" without a GPU stops here
         pde = build_pde(cfg.pde)
+        data = load_observations(cfg.data, pde)  # every refusal here, before any training
         if cfg.trial is not None:
             reporter = reporter_from_hydra(cfg.trial, pde)
         network = build_model(cfg, pde)  # refuses what cannot be built, before any output
@@ -271,7 +278,7 @@ def main(cfg: DictConfig) -> dict:
     if resume is not None:
         print(f"resuming {paths.root} from step {resume.step}", file=sys.stderr)
     try:
-        metrics = run(cfg, paths, resume, device, reporter)
+        metrics = run(cfg, paths, resume, device, reporter, data)
     except OSError as e:
         print(f"error: cannot write to {paths.root}: {e.strerror or e}; the last complete "
               f"checkpoint is {paths.last_checkpoint}", file=sys.stderr)

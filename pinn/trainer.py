@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from pinn.checkpoint import Checkpoint, save_checkpoint
+from pinn.data import Observations
 from pinn.config import choice
 from pinn.device import device_info
 from pinn.divergence import custom_scalar_layout, measure_divergence
@@ -52,13 +53,18 @@ class Trainer:
         paths: artifact locations of the run.
         logger: TensorBoard / progress / metrics sink.
         grid: evaluation grid with reference (computed here if not given).
+        data: observations for the data term (:class:`pinn.data.Observations`), or None.
     """
 
     def __init__(self, cfg: DictConfig, model: nn.Module, pde: PDE, paths: RunPaths,
-                 logger: RunLogger, grid: Optional[EvalGrid] = None):
+                 logger: RunLogger, grid: Optional[EvalGrid] = None,
+                 data: Optional[Observations] = None):
         self.cfg, self.model, self.pde, self.paths, self.logger = cfg, model, pde, paths, logger
         first = next(model.parameters())
         self.dtype, self.device = first.dtype, first.device  # the run's; see pinn.device
+        # Observations are fixed for the whole run (never redrawn), on the run's device.
+        self.data = None if data is None else data.to(self.dtype, self.device)
+        self.learned = getattr(model, "pde_params", None)  # inverse problems' coefficients
         s = cfg.sampler
         rad = (s.rad_k, s.rad_c, s.rad_oversample) if choice(s.adaptive) == "rad" else None
         self.sampler = Sampler(choice(s.kind), s.n_interior, s.n_initial, s.n_boundary,
@@ -148,7 +154,8 @@ class Trainer:
 
     def _loss(self):
         terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
-                           compile=bool(self.cfg.derivatives.compile), causal=self.causal)
+                           compile=bool(self.cfg.derivatives.compile), causal=self.causal,
+                           data=self.data)
         total = weighted_total(terms, self.weights)
         if self.cfg.trainer.debug_nan_at == self.step and not self._nan_injected:
             # Fault injection for tests of the non-finite policies: one NaN, once.
@@ -247,7 +254,8 @@ class Trainer:
         self.model.train()
         with running_statistics_fixed(self.model):
             terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
-                               compile=bool(self.cfg.derivatives.compile), causal=self.causal)
+                               compile=bool(self.cfg.derivatives.compile), causal=self.causal,
+                               data=self.data)
             new = grad_norm_weights(self.model, terms)
         keys = list(new) + [k for k in self.weights if k not in new]
         self.weights = {k: m * self.weights.get(k, 1.0) + (1 - m) * new.get(k, 1.0) for k in keys}
@@ -367,6 +375,9 @@ class Trainer:
         self.step += 1
         tc = self.cfg.trainer
         self.last_terms = terms
+        if self.learned is not None:  # every step: the coefficients are what an inverse run is for
+            self.logger.scalars({f"params/{k}": v for k, v in self.learned.as_floats().items()},
+                                self.step)
         if self.step % tc.log_every == 0 or self.step == self.total_steps:
             values = {f"loss/{k}": v for k, v in terms.items()}
             values.update({f"weight/{k}": w for k, w in self.weights.items()})
@@ -403,7 +414,8 @@ class Trainer:
     def divergence(self) -> Dict[str, float]:
         """Forward-vs-predict divergence on the probe set, logged under ``divergence/``."""
         t0 = time.perf_counter()
-        values = measure_divergence(self.model, self.pde, *self.probe, self.batch, self.weights)
+        values = measure_divergence(self.model, self.pde, *self.probe, self.batch, self.weights,
+                                    data=self.data)
         self.divergence_seconds += time.perf_counter() - t0
         self.logger.scalars({f"divergence/{k}": v for k, v in values.items()}, self.step)
         self.last_divergence = values
@@ -554,6 +566,12 @@ class Trainer:
         if self.stop_reason:
             metrics["stopped_early"] = self.stop_reason
         metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
+        if self.learned is not None:
+            metrics.update({f"params/{k}": v for k, v in self.learned.as_floats().items()})
+            metrics.update({f"params/{k}/rel_error": v
+                            for k, v in self.learned.errors().items()})
+        if self.data is not None:
+            metrics["data_points"] = len(self.data)
         metrics.update({f"error/{k}": v for k, v in (errors or {}).items()})
         if self.has_bn:
             metrics["bn_mode"] = self.bn_mode

@@ -8,6 +8,7 @@ from pinn.config import choice
 from pinn.pdes.problem import PDE
 from pinn.nn.embedding import Embedding, HardInitial, check_periodic_lift
 from pinn.nn.mlp import MLP
+from pinn.pdes.unknowns import LearnedParameters
 from pinn.nn.norm import BatchNorm, bn_layers, calibrate_bn, set_bn_mode, shared_batch_statistics
 
 FOURIER_SEED_OFFSET = 7919  # the Fourier-feature generator's seed is cfg.seed plus this
@@ -47,6 +48,8 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
         embedding=embedding,
         output_transform=transform,
     )
+    if pde.unknown:  # an inverse problem: its coefficients train, save and load with the network
+        model.pde_params = LearnedParameters(pde.unknown)
     return model.to(DTYPES[choice(cfg.precision)])
 
 

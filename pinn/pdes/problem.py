@@ -8,12 +8,14 @@ or the name of a reference solver. The expressions are parsed once, here, by the
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from pinn.expressions import Expression, ExpressionError, constant, parse
+from pinn.pdes.unknowns import parse_unknowns
 
 BOUNDARY_KINDS = ("dirichlet", "neumann", "periodic")
 # Derivative name suffix in expressions -> key in pinn.derivatives.
@@ -53,11 +55,16 @@ class PDE:
                 raise ValueError(f"pde.params.{k}: not allowed as a parameter name")
             # Earlier parameters may be used in later ones (``c2: c**2``).
             self.params[str(k)] = constant(v, key=f"pde.params.{k}", names=dict(self.params))
+        self._param_sources = {str(k): str(v) for k, v in (cfg.get("params") or {}).items()}
+        # Unknown coefficients (inverse problems): learned with the network; a value in params
+        # is the true one (the reference and the reported error use it).
+        self.unknown = parse_unknowns(cfg.get("unknown"), self.params)
         p = set(self.params)
         # Field name in expressions (u, u_x, v_tt, ...) -> (output column, derivative key).
         self._fields = {f"{o}{s}": (k, key) for k, o in enumerate(self.outputs)
                         for s, key in SUFFIXES.items()}
-        self.residuals = self._parse_list(cfg.get("residual"), {"x", "t"} | p | set(self._fields),
+        self.residuals = self._parse_list(cfg.get("residual"),
+                                          {"x", "t"} | p | set(self.unknown) | set(self._fields),
                                           "pde.residual", required=True)
         self.derivatives = frozenset({"U"} | {self._fields[n][1] for e in self.residuals
                                               for n in e.names if n in self._fields})
@@ -85,11 +92,34 @@ class PDE:
             self.derived[str(k)] = parse(" ".join(str(v).split()),
                                          {"x", "t"} | p | set(self.outputs),
                                          key=f"pde.derived.{k}")
+        self._check_unknowns()
         self.reference_name: Optional[str] = cfg.get("reference")
         if self.reference_name is not None:
             from pinn.reference.solvers import check_solver
 
             check_solver(self)
+
+    def _check_unknowns(self) -> None:
+        """An unknown must be a coefficient of the residual, not of the initial or boundary
+        data (the closed form and the reference use its true value, from pde.params)."""
+        in_residual = {n for e in self.residuals for n in e.names}
+        elsewhere = {"pde.initial": self.initial_exprs,
+                     "pde.initial_velocity": self.initial_velocity_exprs,
+                     "pde.boundary": [e for v in self.boundary_exprs.values() for e in v]}
+        for name in self.unknown:
+            if name not in in_residual:
+                raise ValueError(f"pde.unknown.{name}: {name} does not appear in pde.residual; "
+                                 "only coefficients of the residual can be learned")
+            for key, exprs in elsewhere.items():
+                if any(name in e.names for e in exprs):
+                    raise ValueError(f"pde.unknown.{name}: {name} appears in {key}; only "
+                                     "coefficients of the residual can be learned")
+            folded = [k for k, v in self._param_sources.items()
+                      if k != name and re.search(rf"\b{name}\b", v)]
+            if folded:
+                raise ValueError(f"pde.unknown.{name}: pde.params.{folded[0]} is computed from "
+                                 f"{name} once, at start-up; write {name} in the residual "
+                                 "instead")
 
     # -- parsing helpers ----------------------------------------------------------------
     @staticmethod
@@ -128,11 +158,16 @@ class PDE:
             cols.append(v.expand_as(like))
         return torch.cat(cols, dim=1)
 
-    def residual(self, x: torch.Tensor, t: torch.Tensor,
-                 d: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Residuals at interior points: x, t (N, 1); d maps derivative keys to (N, n_out).
-        Returns (N, number of equations)."""
-        env: Dict[str, Any] = {"x": x, "t": t}
+    def residual(self, x: torch.Tensor, t: torch.Tensor, d: Mapping[str, torch.Tensor],
+                 params: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+        """Residuals at interior points: x, t (N, 1); d maps derivative keys to (N, n_out);
+        ``params``: the learned coefficients (0-dim tensors), which replace the configured
+        values. Returns (N, number of equations)."""
+        if self.unknown and params is None:
+            missing = [k for k in self.unknown if k not in self.params]
+            if missing:
+                raise ValueError(f"the residual needs the learned value of {missing[0]}")
+        env: Dict[str, Any] = {"x": x, "t": t, **(params or {})}
         for name, (k, key) in self._fields.items():
             if key in d:
                 env[name] = d[key][:, k : k + 1]
