@@ -17,11 +17,11 @@ CASES = [
     (["+model.widht=3"], "+model.widht is not a config key (did you mean model.width?)"),
     (["model.width=abc"], "model.width='abc' is not allowed: an integer"),
     (["trainer.max_minutes=abc"], "trainer.max_minutes='abc' is not allowed: a number"),
-    (["pde=burger"], "pde=burger is not allowed: one of advection, allen_cahn, burgers, heat, "
-                     "klein_gordon, nls, wave (did you mean burgers?)"),
+    (["pde=burger"], "pde=burger is not allowed: one of advection, allen_cahn, burgers, "
+                     "burgers_inverse, heat, klein_gordon, nls, wave (did you mean burgers?)"),
     (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
-                            "burgers_bn, heat_quick, nls_precise, precise, raissi_burgers, "
-                            "wave_precise (did you mean precise?)"),
+                            "burgers_bn, burgers_inverse, heat_inverse, heat_quick, nls_precise, "
+                            "precise, raissi_burgers, wave_precise (did you mean precise?)"),
     (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
                             "ssbroyden (did you mean ssbroyden?)"),
     (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),
