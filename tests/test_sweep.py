@@ -298,7 +298,7 @@ def test_the_report_of_a_grid_multirun(tmp_path):
      "hydra.sweeper.n_trail is not an option of the optuna sweeper (did you mean "
      "hydra.sweeper.n_trials?)"),
     (["-m", "hydra/sweeper=optuna", "hydra.sweeper.pruner=meadian",
-      "optim.lr=interval(1e-3, 1e-2)"], "hydra.sweeper.pruner=meadian is not allowed: one of"),
+      "optim.lr=interval(1e-3, 1e-2)"], "hydra.sweeper.pruner='meadian' is not allowed: one of"),
     (["-m", "hydra/sweeper=optuna", "optim.lr=1e-3"], "the search space is empty"),
     (["-m", "hydra/sweeper=optuna", "optim.lr=interval(1e-2, 1e-3)"], "is empty"),
     (["-m", "hydra/sweeper=optuna", "hydra.sweeper.metric=error/l2_rel/w",

@@ -87,14 +87,6 @@ def _sweeper_error(exc: BaseException, line: str) -> str:
         hint = f" (did you mean hydra.sweeper.{match[0]}?)" if match else ""
         return (f"hydra.sweeper.{m.group(1)} is not an option of the optuna sweeper{hint}; "
                 f"options: {', '.join(options)}")
-    m = re.search(r"Invalid value '(.*)', expected one of \[(.*)\]", text)
-    if m:
-        return (f"{line.split('=', 1)[0]}={m.group(1)} is not allowed: one of "
-                f"{', '.join(o.strip() for o in m.group(2).split(','))}")
-    m = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", text)
-    if m:
-        kind = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
-        return (f"{line.split('=', 1)[0]}={m.group(1)!r} is not allowed: "
-                f"{kind.get(m.group(2), m.group(2).lower())}")
-    first = next((s.strip() for s in text.splitlines() if s.strip()), type(exc).__name__)
-    return f"{line}: {first}"
+    from pinn.cli import _translate  # the wording of every other composition error
+
+    return _translate(exc, line, OmegaConf.create({}))
