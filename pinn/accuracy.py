@@ -19,7 +19,6 @@ Columns: problem | recipe | seeds | relative L2 (median, worst over the seeds; o
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics

@@ -329,8 +329,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pde = build_pde(cfg.pde)
         outputs = [o for o in str(opts.get("outputs", "")).split(",") if o]
         cols = synthesize(pde, int(opts["n"]), float(opts["noise"]), int(opts["seed"]),
-                          int(opts.get("nx", cfg.pde.eval_nx)), int(opts.get("nt", cfg.pde.eval_nt)),
-                          outputs)
+                          int(opts.get("nx", cfg.pde.eval_nx)),
+                          int(opts.get("nt", cfg.pde.eval_nt)), outputs)
         write_table(Path(str(opts["out"])), cols)
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

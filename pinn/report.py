@@ -69,7 +69,8 @@ def _metrics(run_dir: Path) -> Optional[dict]:
 
 def _jobs(folder: Path) -> List[Path]:
     """Job folders: numbered sub-folders with Hydra's ``.hydra/overrides.yaml``."""
-    jobs = [d for d in folder.iterdir() if d.is_dir() and (d / ".hydra" / "overrides.yaml").is_file()]
+    jobs = [d for d in folder.iterdir()
+            if d.is_dir() and (d / ".hydra" / "overrides.yaml").is_file()]
     return sorted(jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit()
                                        else 0, d.name))
 

@@ -167,7 +167,7 @@ class OptunaSweeper(Sweeper):
     def _thread_override(self, n_jobs: int, arguments: Sequence[str]) -> List[str]:
         """n_jobs trials at a time share the cores: each gets cores // n_jobs torch threads."""
         launcher = str(self.config.hydra.launcher.get("_target_", ""))
-        if n_jobs == 1 or "slurm" in launcher.lower() or "SlurmLauncher" in launcher or any(
+        if n_jobs == 1 or "slurm" in launcher.lower() or any(
                 a.split("=", 1)[0] == "trainer.num_threads" for a in arguments):
             return []
         return [f"trainer.num_threads={max(1, (os.cpu_count() or 1) // n_jobs)}"]

@@ -104,8 +104,10 @@ class LearnedParameters(nn.Module):
         return out
 
     def as_floats(self) -> Dict[str, float]:
+        """The coefficients as numbers, in one transfer from the device (called every step)."""
         with torch.no_grad():
-            return {k: float(v) for k, v in self.values().items()}
+            values = self.values()
+            return dict(zip(values, torch.stack(list(values.values())).tolist()))
 
     def errors(self) -> Dict[str, float]:
         """Relative error of each coefficient whose true value the config gives."""

@@ -8,7 +8,7 @@ says so the trainer checkpoints and ends with status ``pruned``, like an interru
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional
+from typing import List, Mapping, Optional
 
 from pinn.pdes.problem import PDE
 
@@ -46,12 +46,6 @@ def check_metric(metric: Optional[str], pde: PDE) -> str:
         raise ValueError(f"hydra.sweeper.metric={metric} is not a metric that runs of {pde.name} "
                          f"produce{why}: one of {', '.join(allowed)}")
     return metric
-
-
-def evaluation_values(errors: Mapping[str, float], terms: Mapping[str, float]) -> Dict[str, float]:
-    """The metrics of one evaluation, named as in metrics.json."""
-    return {**{f"error/{k}": v for k, v in errors.items()},
-            **{f"loss/{k}": v for k, v in terms.items()}}
 
 
 class TrialReporter:
