@@ -402,6 +402,23 @@ class LogConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Runs across several processes (``torchrun --nproc_per_node=N -m pinn.train ...``).
+
+    Attributes:
+        timeout_s: how long a rank waits in a collective for a rank that does not answer
+            before the run ends (a rank that dies ends it at once)
+        debug_kill_at: fault injection for tests: rank ``debug_kill_rank`` kills itself
+            (SIGKILL) when this step begins
+        debug_kill_rank: the rank that ``debug_kill_at`` kills
+    """
+
+    timeout_s: float = 300.0
+    debug_kill_at: Optional[int] = None
+    debug_kill_rank: int = 1
+
+
+@dataclass
 class DataConfig:
     """Observations for a data loss term ``data`` (inverse problems; see pinn/data.py).
 
@@ -445,6 +462,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     precision: Precision = Precision.float64
     seed: int = 0
     device: str = "auto"
@@ -487,6 +505,9 @@ def validate(cfg: DictConfig) -> None:
     """
     m, s, t, o, p, b = cfg.model, cfg.sampler, cfg.trainer, cfg.optim, cfg.pde, cfg.bn
     _require(m.depth >= 1, "model.depth", m.depth, "an integer >= 1")
+    timeout = cfg.distributed.timeout_s
+    _require(math.isfinite(timeout) and timeout > 0, "distributed.timeout_s", timeout,
+             "a number of seconds > 0")
     _require(m.width >= 1, "model.width", m.width, "an integer >= 1")
     _require(m.harmonics >= 1, "model.harmonics", m.harmonics, "an integer >= 1")
     _require(m.fourier_features >= 0, "model.fourier_features", m.fourier_features,

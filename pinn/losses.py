@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -66,13 +66,20 @@ class CausalWeighting:
         self.held = False
         self._fixed: torch.Tensor | None = None
         self.last: torch.Tensor | None = None  # the weights of the last evaluation, (M,)
+        # Sum over the ranks of a distributed run (pinn.distributed.all_sum), or None.
+        self.reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
-    def chunk_losses(self, res_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Mean of ``res_sq`` (N,) over each time slice (an empty slice: 0); (M,)."""
+    def chunk_sums(self, res_sq: torch.Tensor, t: torch.Tensor):
+        """Sum of ``res_sq`` (N,) over each time slice and the slices' point counts; (M,) each."""
         idx = ((t.reshape(-1).detach() - self.t_min) * self.inv_span * self.chunks).floor()
         idx = idx.clamp(0, self.chunks - 1).long()
         sums = res_sq.new_zeros(self.chunks).index_add(0, idx, res_sq)
         counts = torch.bincount(idx, minlength=self.chunks).to(res_sq.dtype)
+        return sums, counts
+
+    def chunk_losses(self, res_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Mean of ``res_sq`` (N,) over each time slice (an empty slice: 0); (M,)."""
+        sums, counts = self.chunk_sums(res_sq, t)
         return sums / counts.clamp(min=1)
 
     def weights(self, chunk_losses: torch.Tensor) -> torch.Tensor:
@@ -81,7 +88,20 @@ class CausalWeighting:
         return torch.exp(-self.eps * (torch.cumsum(L, 0) - L))
 
     def residual_term(self, res_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        L = self.chunk_losses(res_sq, t)
+        """The causally weighted residual term of ``res_sq`` (N,) at times ``t`` (N, 1).
+
+        With :attr:`reduce` set (several ranks, each holding a slice of the points), the slice
+        losses and weights are those of the union of all ranks' points, and the returned
+        value is this rank's contribution: the ranks' contributions sum to the term."""
+        if self.reduce is None:
+            L = self.chunk_losses(res_sq, t)
+            local = L
+        else:
+            sums, counts = self.chunk_sums(res_sq, t)
+            total = self.reduce(torch.cat([sums.detach(), counts]))  # (2M,) over all ranks
+            counts_all = total[self.chunks:].clamp(min=1)
+            L = total[:self.chunks] / counts_all
+            local = sums / counts_all
         if self.held and self._fixed is not None:
             w = self._fixed
         else:
@@ -89,7 +109,7 @@ class CausalWeighting:
             if self.held:
                 self._fixed = w
         self.last = w
-        return (w * L).mean()
+        return (w * local).mean()
 
     def hold(self) -> None:
         """From the next evaluation on, keep its weights until :meth:`release`."""
@@ -125,7 +145,8 @@ def imposed_terms(model: nn.Module, pde: PDE) -> Tuple[str, ...]:
 
 def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd",
                compile: bool = False, causal: Optional[CausalWeighting] = None,
-               data: Optional["Observations"] = None) -> Dict[str, torch.Tensor]:
+               data: Optional["Observations"] = None,
+               shares: Optional[Mapping[str, float]] = None) -> Dict[str, torch.Tensor]:
     """Mean squares of the residual (interior), initial and boundary misfits.
 
     The three point sets are evaluated under one set of batch statistics, those of the interior
@@ -136,6 +157,10 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
             the plain mean.
         data: observations (:class:`pinn.data.Observations`, on the network's device and
             dtype): adds the term ``data``, their (weighted) mean-square misfit.
+        shares: on one rank of several (:mod:`pinn.distributed`), the share of each term's
+            global point set that ``batch`` and ``data`` hold ({"res", "ic", "bc", "data"}):
+            each term is then this rank's contribution, its mean times its share, so that the
+            ranks' terms sum to the means over the global sets. None: the batch is the set.
 
     Returns:
         dict with scalar tensors ``res``, ``ic``, (when there are boundary points) ``bc`` and
@@ -161,6 +186,9 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
         if data is not None:
             u = compute_derivatives(model, data.x, data.t, ("U",), **eng)["U"]
             terms["data"] = data.misfit(u)
+    if shares is not None:  # a causal term is a contribution already (CausalWeighting.reduce)
+        terms = {k: v if (k == "res" and causal is not None) else v * shares[k]
+                 for k, v in terms.items()}
     return terms
 
 
@@ -183,17 +211,24 @@ def residual_magnitude(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Ten
     return torch.cat(parts)
 
 
-def grad_norm_weights(model: nn.Module, terms: Mapping[str, torch.Tensor]) -> Dict[str, float]:
+def grad_norm_weights(model: nn.Module, terms: Mapping[str, torch.Tensor],
+                      reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                      ) -> Dict[str, float]:
     """Weights that give every loss term the same parameter-gradient norm.
 
     w_i = sum_j |grad L_j| / |grad L_i| (Wang, Wang & Perdikaris, "An expert's guide to
     training physics-informed neural networks", 2023, eq. 5.2); a term with a zero gradient
-    gets weight 1. One reverse pass per term; the graph of ``terms`` is kept.
+    gets weight 1. One reverse pass per term; the graph of ``terms`` is kept. ``reduce``: the
+    sum over the ranks of a distributed run, whose ``terms`` are this rank's contributions.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     norms = {}
     for k, v in terms.items():
         grads = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
+        if reduce is not None:  # every rank: the same flat gradient, summed over the ranks
+            flat = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                              for g, p in zip(grads, params)])
+            grads = [reduce(flat)]
         norms[k] = float(torch.sqrt(sum(g.square().sum() for g in grads if g is not None)))
     total = sum(norms.values())
     return {k: total / n if n > 0 and math.isfinite(n) else 1.0 for k, n in norms.items()}

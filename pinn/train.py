@@ -5,10 +5,12 @@ stop here, before a run folder exists); the run folder is Hydra's output directo
 """
 from __future__ import annotations
 
+import io
 import shutil
 import signal
 import sys
-from contextlib import contextmanager
+import tempfile
+from contextlib import contextmanager, redirect_stderr
 from enum import Enum
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -19,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pinn import distributed
 from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from pinn.cli import check_command_line
 from pinn.config import (CONFIG_DIR, ConfigError, TrainConfig, choice, load_saved_config,
@@ -67,7 +70,9 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
     model = build_model(cfg, pde).to(device)
     if data is None:
         data = load_observations(cfg.data, pde)
-    logger = RunLogger(paths, tensorboard=cfg.log.tensorboard, progress=cfg.trainer.progress,
+    writer = distributed.is_writer()  # several ranks: rank 0 alone writes the run folder
+    logger = RunLogger(paths, tensorboard=cfg.log.tensorboard and writer,
+                       progress=cfg.trainer.progress and writer,
                        total_steps=cfg.trainer.steps + cfg.trainer.qn_steps,
                        purge_step=resume_step)
     return Trainer(cfg, model, pde, paths, logger, data=data)
@@ -78,7 +83,7 @@ SHAPE_KEYS = ("model.depth", "model.width", "model.activation", "model.norm", "m
               "model.harmonics", "model.fourier_features", "model.fourier_sigma",
               "model.hard_initial", "pde.outputs", "precision")
 # Keys that may differ between a run and its continuation under trainer.resume=auto.
-FREE_KEYS = ("trainer", "log", "device", "tf32")
+FREE_KEYS = ("trainer", "log", "device", "tf32", "distributed")
 
 
 def _flat(cfg: DictConfig) -> Dict[str, object]:
@@ -174,6 +179,8 @@ def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
     if reporter is not None:
         metrics["trial"] = reporter.number
         metrics["objective"] = reporter.metric
+    if not distributed.is_writer():
+        return metrics
     view = hparam_view(cfg, *_command_line())
     # Ticked in TensorBoard: the command-line keys and the problem, at least five columns.
     shown = max(5, list(view).index("pde.name") + 1)
@@ -222,7 +229,8 @@ def hparam_view(cfg: DictConfig, first: List[str] = (),
                          for k, v in values.items()})
 
 
-EXIT_CODES = {"completed": 0, "diverged": 3, "pruned": 0, "SIGINT": 130, "SIGTERM": 143}
+EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "pruned": 0, "SIGINT": 130,
+              "SIGTERM": 143}
 
 
 def job_outcome(metrics: dict, metric: Optional[str]) -> dict:
@@ -245,9 +253,13 @@ def main(cfg: DictConfig) -> dict:
     paths = RunPaths(Path(hydra_cfg.runtime.output_dir))
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     resume = reporter = None
+    ranks = distributed.launched()
     try:
         validate(cfg)
-        device = resolve_device(cfg.device)  # decided once; "cuda" without a GPU stops here
+        # Decided once; "cuda" without a GPU stops here; under torchrun one GPU per rank.
+        device = (distributed.rank_device(cfg.device, distributed.env_local_rank(),
+                                          distributed.env_world()) if ranks
+                  else resolve_device(cfg.device))
         pde = build_pde(cfg.pde)
         data = load_observations(cfg.data, pde)  # every refusal here, before any training
         if cfg.trial is not None:
@@ -266,16 +278,26 @@ def main(cfg: DictConfig) -> dict:
             if diff:
                 raise ConfigError(f"trainer.resume={cfg.trainer.resume}: the run's network "
                                   f"differs in {'; '.join(diff)}")
-        preflight(paths)
+        if ranks:
+            distributed.check_sets(cfg, pde, data)
+        if distributed.env_rank() == 0:
+            preflight(paths)
     except (ConfigError, ValueError, CheckpointError) as e:
         # A user mistake: one line, no traceback, and no half-written run folder left behind.
-        print(f"error: {e}", file=sys.stderr)
-        if resume is None:
+        # Several ranks meet the same mistake: rank 0 alone says it.
+        if distributed.env_rank() == 0:
+            print(f"error: {e}", file=sys.stderr)
+        if resume is None and distributed.env_rank() == 0:  # the others wrote no folder
             shutil.rmtree(hydra_cfg.runtime.output_dir, ignore_errors=True)
         if multirun:
             return {"status": "failed", "message": str(e), "value": float("nan")}
         sys.exit(2)
-    if resume is not None:
+    if ranks:
+        # Every rank joins the group and adopts rank 0's run folder (the others' own Hydra
+        # folders are not written, see distributed_overrides).
+        distributed.start(cfg.device, cfg.distributed.timeout_s)
+        paths = RunPaths(Path(distributed.from_rank0(str(paths.root))))
+    if resume is not None and distributed.is_writer():
         print(f"resuming {paths.root} from step {resume.step}", file=sys.stderr)
     try:
         metrics = run(cfg, paths, resume, device, reporter, data)
@@ -283,6 +305,17 @@ def main(cfg: DictConfig) -> dict:
         print(f"error: cannot write to {paths.root}: {e.strerror or e}; the last complete "
               f"checkpoint is {paths.last_checkpoint}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        if ranks:
+            distributed.stop()
+    if ranks and metrics["status"] == "failed" and metrics.get("message"):
+        # A lost rank: every survivor knows; the lowest one says it, once.
+        if distributed.env_rank() == min(set(range(distributed.env_world()))
+                                         - set(metrics.get("lost_ranks", []))):
+            print(f"error: {metrics['message']}", file=sys.stderr)
+        sys.exit(EXIT_CODES["failed"])
+    if distributed.env_rank() != 0:
+        return job_outcome(metrics, None)
     print(format_summary(metrics, paths))
     status = metrics["status"]
     if status != "completed":
@@ -296,6 +329,35 @@ def main(cfg: DictConfig) -> dict:
     return job_outcome(metrics, reporter.metric if reporter else None)
 
 
+def distributed_overrides(argv: List[str]) -> List[str]:
+    """Under torchrun, the command line of a rank other than 0: Hydra writes nothing (rank 0
+    writes the run folder) and its logging stays quiet. A search under
+    torchrun is refused (each trial would be one rank's)."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise SystemExit("error: a search or multirun (-m) cannot run under torchrun; run the "
+                         "search with one process per trial (see the README, Distributed "
+                         "training)")
+    if distributed.env_rank() == 0:
+        return argv
+    # Hydra's run folder must exist; the system's temporary folder does, and nothing is written
+    # into it (no .hydra folder, no log file).
+    return [*argv, f"hydra.run.dir={tempfile.gettempdir()}", "hydra.output_subdir=null",
+            "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
 if __name__ == "__main__":
-    check_command_line("train", TrainConfig)  # one line per mistake, before anything is written
+    if distributed.launched():
+        try:
+            sys.argv[1:] = distributed_overrides(sys.argv[1:])
+        except SystemExit as e:
+            if distributed.env_rank() == 0:
+                print(e.code, file=sys.stderr)
+            sys.exit(2)
+        if distributed.env_rank() != 0:  # rank 0 alone reports command-line mistakes
+            with redirect_stderr(io.StringIO()):
+                check_command_line("train", TrainConfig)
+        else:
+            check_command_line("train", TrainConfig)
+    else:
+        check_command_line("train", TrainConfig)  # one line per mistake, before any output
     main()

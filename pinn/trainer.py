@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import signal
 import time
 from typing import Callable, Dict, Optional
 
@@ -14,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from pinn import distributed
 from pinn.checkpoint import Checkpoint, save_checkpoint
 from pinn.data import Observations
 from pinn.config import choice
@@ -62,8 +65,15 @@ class Trainer:
         self.cfg, self.model, self.pde, self.paths, self.logger = cfg, model, pde, paths, logger
         first = next(model.parameters())
         self.dtype, self.device = first.dtype, first.device  # the run's; see pinn.device
-        # Observations are fixed for the whole run (never redrawn), on the run's device.
-        self.data = None if data is None else data.to(self.dtype, self.device)
+        # One rank of several under torchrun (pinn.distributed), or None: one process.
+        self.group = distributed.current()
+        # Observations are fixed for the whole run (never redrawn), on the run's device; on
+        # one rank of several, this rank's slice of them (global_data: all of them).
+        self.global_data = None if data is None else data.to(self.dtype, self.device)
+        self.data, self.data_share = self.global_data, 1.0
+        if self.group is not None and data is not None:
+            self.data, self.data_share = distributed.shard_observations(self.global_data,
+                                                                        self.group)
         self.learned = getattr(model, "pde_params", None)  # inverse problems' coefficients
         s = cfg.sampler
         rad = (s.rad_k, s.rad_c, s.rad_oversample) if choice(s.adaptive) == "rad" else None
@@ -71,11 +81,15 @@ class Trainer:
                                (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
                                torch.Generator().manual_seed(cfg.seed), rad=rad,
                                device=self.device)
-        self.batch = self.sampler.sample()
+        self.global_batch = self.batch = self.sampler.sample()
+        self.shares: Optional[Dict[str, float]] = None  # see _set_batch
+        self._set_batch(self.global_batch)
         self.weights = {k: float(v) for k, v in cfg.loss.weights.items()}
         lc = cfg.loss
         self.causal = (CausalWeighting(lc.causal_eps, lc.causal_chunks, pde.t_min, pde.t_max)
                        if lc.causal else None)
+        if self.causal is not None and self.group is not None:
+            self.causal.reduce = distributed.all_sum
         o = cfg.optim
         self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas),
                                           weight_decay=o.weight_decay)
@@ -106,6 +120,10 @@ class Trainer:
         # text stops the run as pruned (a search's trial reporter, pinn.sweep.trial).
         self.monitor: Optional[Callable[[int, Dict[str, float]], Optional[str]]] = None
         self.prune_reason: Optional[str] = None
+        self._over_budget = False  # the ranks' common budget decision (distributed runs)
+        self._clock: Optional[tuple] = None  # (loop start, loop seconds before, budget)
+        self._snapshot: Optional[dict] = None  # the state before this step (distributed runs)
+        self.allreduce_bytes = 0  # bytes all-reduced by the last loss evaluation
         self._nan_injected = False
         self._good: Optional[Dict[str, object]] = None  # last state known to be finite
         self.engine: Optional[str] = None  # derivative engine in use (see _engine)
@@ -123,6 +141,16 @@ class Trainer:
     @property
     def bn_mode(self) -> Optional[str]:
         return bn_layers(self.model)[0].mode if self.has_bn else None
+
+    def _set_batch(self, batch: Batch) -> None:
+        """Train on ``batch`` from now on: on one rank of several, on this rank's slice of it,
+        each loss term weighted by the share of its set the slice holds."""
+        self.global_batch = batch
+        if self.group is None:
+            self.batch, self.shares = batch, None
+            return
+        self.batch, self.shares = distributed.shard_batch(batch, self.group)
+        self.shares["data"] = self.data_share
 
     # -- batch normalization ------------------------------------------------------------
     def calibrate(self, reason: str) -> None:
@@ -155,7 +183,7 @@ class Trainer:
     def _loss(self):
         terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
                            compile=bool(self.cfg.derivatives.compile), causal=self.causal,
-                           data=self.data)
+                           data=self.data, shares=self.shares)
         total = weighted_total(terms, self.weights)
         if self.cfg.trainer.debug_nan_at == self.step and not self._nan_injected:
             # Fault injection for tests of the non-finite policies: one NaN, once.
@@ -169,6 +197,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total, terms = self._loss()
         total.backward()
+        self._reduce_gradients()
         # One device-to-host transfer per step (each .item() or bool() on a GPU tensor waits
         # for the device): the loss terms and whether every gradient is finite, together.
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
@@ -177,9 +206,12 @@ class Trainer:
         stacked = [total.detach(), *(v.detach() for v in terms.values())]
         if finite is not None:
             stacked.append(finite.to(total.dtype))
-        numbers = torch.stack(stacked).tolist()
+        # Several ranks: the terms are contributions, summed to the global means; the
+        # gradients are already the same on every rank, so is the finite flag (summed too).
+        numbers = distributed.all_sum(torch.stack(stacked)).tolist()
         values = dict(zip(names, numbers))
-        grads_finite = finite is None or numbers[-1] == 1.0
+        world = 1 if self.group is None else self.group.world
+        grads_finite = finite is None or numbers[-1] == float(world)
         if not grads_finite:
             values["grad_norm"] = float("nan")
         if math.isfinite(values["total"]) and grads_finite:  # never step on a poisoned gradient
@@ -188,10 +220,24 @@ class Trainer:
         return values
 
     def _evaluate_loss(self):
-        """Loss and parameter gradient on the current batch (the quasi-Newton closure)."""
+        """Loss and parameter gradient on the current batch (the quasi-Newton closure); on
+        several ranks the global loss and gradient, the same on every rank, so that every
+        rank's line search takes the same decisions."""
         total, terms = self._loss()
         total.backward()
-        return total, terms
+        if self.group is None:
+            return total, terms
+        self._reduce_gradients()
+        names = list(terms)
+        summed = distributed.all_sum(torch.stack([total.detach(),
+                                                  *(terms[k].detach() for k in names)]))
+        return summed[0], dict(zip(names, summed[1:]))
+
+    def _reduce_gradients(self) -> None:
+        """Several ranks: each parameter gradient becomes the sum of the ranks' (one
+        all-reduce); nothing on one process."""
+        if self.group is not None:
+            self.allreduce_bytes = distributed.reduce_gradients(list(self.model.parameters()))
 
     def qn_step(self) -> Dict[str, float]:
         """One quasi-Newton iteration (``optim.qn``) on the current batch."""
@@ -255,8 +301,9 @@ class Trainer:
         with running_statistics_fixed(self.model):
             terms = loss_terms(self.model, self.pde, self.batch, engine=self._engine(),
                                compile=bool(self.cfg.derivatives.compile), causal=self.causal,
-                               data=self.data)
-            new = grad_norm_weights(self.model, terms)
+                               data=self.data, shares=self.shares)
+            reduce = None if self.group is None else distributed.all_sum
+            new = grad_norm_weights(self.model, terms, reduce=reduce)
         keys = list(new) + [k for k in self.weights if k not in new]
         self.weights = {k: m * self.weights.get(k, 1.0) + (1 - m) * new.get(k, 1.0) for k in keys}
 
@@ -264,7 +311,10 @@ class Trainer:
         """New collocation points (RAD when configured); the quasi-Newton curvature is kept."""
         t0 = time.perf_counter()
         adaptive = choice(self.cfg.sampler.adaptive) == "rad"
-        self.batch = self.sampler.sample(self._residual_magnitude if adaptive else None)
+        # Every rank draws the same global set; RAD's candidate residuals are computed a slice
+        # per rank and gathered, so every rank selects the same points.
+        residual = (lambda x, t: distributed.sharded_map(self._residual_magnitude, x, t))
+        self._set_batch(self.sampler.sample(residual if adaptive else None))
         self._stall = None  # a new objective: the stall window starts again
         if self.causal is not None:
             self.causal.release()
@@ -281,7 +331,10 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, with_figure: bool = True) -> Dict[str, float]:
-        """Errors of the predict-mode network against the reference; logged at ``self.step``."""
+        """Errors of the predict-mode network against the reference; logged at ``self.step``.
+        On several ranks, rank 0 alone evaluates (the others return nothing)."""
+        if not distributed.is_writer():
+            return {}
         pred = predict_grid(self.model, self.grid)
         errors = grid_errors(pred, self.grid, self.pde)
         self.logger.scalars({f"error/{k}": v for k, v in errors.items()}, self.step)
@@ -306,7 +359,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "qn": self.qn.state_dict() if self.qn is not None else None,
-            "batch": {k: v.clone() for k, v in vars(self.batch).items()},
+            "batch": {k: v.clone() for k, v in vars(self.global_batch).items()},
             "step": self.step,
             "stage": self.stage,
             "bn_mode": self.bn_mode,
@@ -342,7 +395,9 @@ class Trainer:
             self.qn.load_state_dict(qn_state)
         # A checkpoint holds CPU tensors (pinn.device.to_cpu): the batch comes back to the run's
         # device; the model and optimizers copy their state onto their parameters' device.
-        self.batch = Batch(**{k: v.to(self.device, copy=True) for k, v in state["batch"].items()})
+        # The global batch: a checkpoint of N ranks resumes on M.
+        self._set_batch(Batch(**{k: v.to(self.device, copy=True)
+                                 for k, v in state["batch"].items()}))
         self.step, self.stage = int(state["step"]), str(state["stage"])
         self.events = list(state["events"])
         self.train_seconds = float(state["train_seconds"])
@@ -361,14 +416,21 @@ class Trainer:
         if self.causal is not None and state.get("causal") is not None:
             self.causal.load_state_dict(state["causal"], self.batch.t_int)
 
-    def save(self) -> None:
-        """Write checkpoints/last.pt atomically; the previous one stays until this one is whole."""
+    def save(self, writer: Optional[bool] = None) -> None:
+        """Write checkpoints/last.pt atomically; the previous one stays until this one is whole.
+        Several ranks hold the same state: rank 0 writes (``writer`` overrides that)."""
+        if writer is None:
+            writer = distributed.is_writer()
+        if writer:
+            self._write_checkpoint()
+        self._good = copy.deepcopy(self.training_state())
+
+    def _write_checkpoint(self) -> None:
         save_checkpoint(
             Checkpoint(model=self.model.state_dict(), step=self.step, stage=self.stage,
                        config_yaml=OmegaConf.to_yaml(self.cfg, resolve=True),
                        extra={"bn_mode": self.bn_mode, "training": self.training_state()}),
             self.paths.last_checkpoint)
-        self._good = copy.deepcopy(self.training_state())
 
     # -- the loop -----------------------------------------------------------------------
     def _after_step(self, terms: Dict[str, float], t0: float) -> None:
@@ -410,12 +472,33 @@ class Trainer:
             self.divergence()
         if self.step % tc.checkpoint_every == 0:
             self.save()
+        if self.group is not None:
+            self._agree_on_stopping()
+
+    def _agree_on_stopping(self) -> None:
+        """Several ranks: a signal, a pruned trial or the time budget seen by any rank stops
+        every rank after the same step (one small all-reduce per step)."""
+        loop0, before, budget = self._clock
+        over = budget is not None and before + time.perf_counter() - loop0 >= budget
+        signum = signal.Signals[self.stop_requested].value if self.stop_requested else 0
+        signum, pruned, over = distributed.agree(
+            [signum, self.prune_reason is not None, over], self.global_batch.x_int)
+        if signum and not self.stop_requested:
+            self.stop_requested = signal.Signals(int(signum)).name
+        if pruned and not self.prune_reason:
+            self.prune_reason = "pruned by the search at rank 0's evaluation"
+        self._over_budget = bool(over)
 
     def divergence(self) -> Dict[str, float]:
-        """Forward-vs-predict divergence on the probe set, logged under ``divergence/``."""
+        """Forward-vs-predict divergence on the probe set, logged under ``divergence/``. On
+        several ranks, rank 0 alone measures it, on the global batch (the single-process
+        quantities)."""
+        if not distributed.is_writer():
+            return {}
         t0 = time.perf_counter()
-        values = measure_divergence(self.model, self.pde, *self.probe, self.batch, self.weights,
-                                    data=self.data)
+        with distributed.local():
+            values = measure_divergence(self.model, self.pde, *self.probe, self.global_batch,
+                                        self.weights, data=self.global_data)
         self.divergence_seconds += time.perf_counter() - t0
         self.logger.scalars({f"divergence/{k}": v for k, v in values.items()}, self.step)
         self.last_divergence = values
@@ -477,50 +560,25 @@ class Trainer:
         self._good = copy.deepcopy(self.training_state())
         loop0, loop_before = time.perf_counter(), self.loop_seconds
         budget = None if tc.max_minutes is None else 60.0 * tc.max_minutes
+        self._clock = (loop0, loop_before, budget)
         while self.step < self.total_steps and self.stop_reason is None:
             self.loop_seconds = loop_before + time.perf_counter() - loop0
-            if budget is not None and self.loop_seconds >= budget:
+            # Several ranks decide together (their clocks differ): see _agree_on_stopping.
+            over = self._over_budget if self.group is not None else (
+                budget is not None and self.loop_seconds >= budget)
+            if over:
                 self.stop_reason = (f"time budget trainer.max_minutes={tc.max_minutes:g} reached "
                                     f"at step {self.step} of {self.total_steps}")
                 self.events.append({"step": self.step, "event": self.stop_reason})
                 break
-            stage = "adam" if self.step < tc.steps else choice(self.cfg.optim.qn)
-            if stage != self.stage or self.step == 0 or self._rate_mark[0] > self.step:
-                self._rate_mark = (self.step, self.train_seconds)  # a window is one stage's
-            self.stage = stage
-            if self.stage != "adam":
-                # The line search must see one deterministic function of the parameters.
-                self.freeze("quasi-Newton stage")
-            elif self.cfg.bn.freeze_at is not None and self.step == self.cfg.bn.freeze_at:
-                self.freeze("bn.freeze_at")
-            every = self.cfg.sampler.resample_every
-            if every and self.step > 0 and self.step % every == 0:
-                self.resample()
-            t0, c0 = time.perf_counter(), compile_seconds()
-            terms = self.adam_step() if self.stage == "adam" else self.qn_step()
-            compiling = compile_seconds() - c0
-            self.compile_seconds += compiling
-            stepping = time.perf_counter() - t0 - compiling
-            self.train_seconds += stepping
-            self.stage_seconds["adam" if self.stage == "adam" else "qn"] += stepping
-            if not (all(math.isfinite(v) for v in terms.values()) and self._params_finite()):
-                message = self._recover(self.step)
-                if message is not None:
-                    return self._metrics("diverged", wall0, message=message)
-                continue
-            self._after_step(terms, t0)
-            if self.stop_requested:
-                self.save()
-                metrics = self._metrics("interrupted", wall0, message=(
-                    f"{self.stop_requested} received: stopped at step {self.step}, checkpoint "
-                    f"written to {self.paths.last_checkpoint}"))
-                metrics["stopped_by"] = self.stop_requested
-                return metrics
-            if self.prune_reason:
-                self.save()
-                self.events.append({"step": self.step, "event": self.prune_reason})
-                return self._metrics("pruned", wall0, self.last_errors, message=(
-                    f"{self.prune_reason}; checkpoint written to {self.paths.last_checkpoint}"))
+            try:
+                outcome = self._iteration(wall0)
+            except Exception as e:  # noqa: BLE001 - only a failed collective is handled
+                if not distributed.is_communication_error(e):
+                    raise
+                return self._rank_lost(e, wall0)
+            if outcome is not None:
+                return outcome
         self.loop_seconds = loop_before + time.perf_counter() - loop0
         if self.has_bn and self.cfg.bn.calibrate_at_end and self.bn_mode != "frozen":
             self.calibrate("end of training")
@@ -529,6 +587,85 @@ class Trainer:
         errors = self.evaluate()
         self.save()
         return self._metrics("completed", wall0, errors)
+
+    def _iteration(self, wall0: float) -> Optional[Dict[str, object]]:
+        """One step of the loop (with its redraw, freeze, logging, evaluation, checkpoint);
+        returns the run's metrics when the run ends here, else None."""
+        tc = self.cfg.trainer
+        dc = self.cfg.distributed
+        if (self.group is not None and dc.debug_kill_at == self.step
+                and dc.debug_kill_rank == self.group.rank):  # fault injection for tests
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.group is not None:  # what a lost rank rolls back to (see _rank_lost)
+            self._snapshot = {"step": self.step, "model": copy.deepcopy(self.model.state_dict()),
+                              "sampler": self.sampler.state_dict(), "batch": self.global_batch,
+                              "weights": dict(self.weights)}
+        stage = "adam" if self.step < tc.steps else choice(self.cfg.optim.qn)
+        if stage != self.stage or self.step == 0 or self._rate_mark[0] > self.step:
+            self._rate_mark = (self.step, self.train_seconds)  # a window is one stage's
+        self.stage = stage
+        if self.stage != "adam":
+            # The line search must see one deterministic function of the parameters.
+            self.freeze("quasi-Newton stage")
+        elif self.cfg.bn.freeze_at is not None and self.step == self.cfg.bn.freeze_at:
+            self.freeze("bn.freeze_at")
+        every = self.cfg.sampler.resample_every
+        if every and self.step > 0 and self.step % every == 0:
+            self.resample()
+        t0, c0 = time.perf_counter(), compile_seconds()
+        terms = self.adam_step() if self.stage == "adam" else self.qn_step()
+        compiling = compile_seconds() - c0
+        self.compile_seconds += compiling
+        stepping = time.perf_counter() - t0 - compiling
+        self.train_seconds += stepping
+        self.stage_seconds["adam" if self.stage == "adam" else "qn"] += stepping
+        if not (all(math.isfinite(v) for v in terms.values()) and self._params_finite()):
+            message = self._recover(self.step)
+            if message is not None:
+                return self._metrics("diverged", wall0, message=message)
+            return None
+        self._after_step(terms, t0)
+        if self.stop_requested:
+            self.save()
+            metrics = self._metrics("interrupted", wall0, message=(
+                f"{self.stop_requested} received: stopped at step {self.step}, checkpoint "
+                f"written to {self.paths.last_checkpoint}"))
+            metrics["stopped_by"] = self.stop_requested
+            return metrics
+        if self.prune_reason:
+            self.save()
+            self.events.append({"step": self.step, "event": self.prune_reason})
+            return self._metrics("pruned", wall0, self.last_errors, message=(
+                f"{self.prune_reason}; checkpoint written to {self.paths.last_checkpoint}"))
+        return None
+
+    def _rank_lost(self, error: BaseException, wall0: float) -> Dict[str, object]:
+        """A collective failed (a rank died, or did not answer within distributed.timeout_s):
+        roll back to the last completed step, let the lowest surviving rank write its
+        checkpoint, and end the run with status ``failed`` and one line naming the rank."""
+        snap = self._snapshot
+        if snap is not None and snap["step"] == self.step:  # the step did not complete
+            self.model.load_state_dict(snap["model"])
+            self.sampler.load_state_dict(snap["sampler"])
+            self._set_batch(snap["batch"])
+            self.weights = snap["weights"]
+        alive = distributed.survivors()
+        world = self.group.world
+        lost = sorted(set(range(world)) - set(alive)) if alive else []
+        who = (f"rank {', '.join(map(str, lost))}" if lost else "another rank")
+        writer = min(alive) if alive else 0
+        wrote = self.group.rank == writer
+        if wrote:
+            self._write_checkpoint()
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        cause = cause if len(cause) <= 120 else cause[:117] + "..."
+        message = (f"{who} of {world} stopped answering during step {self.step + 1} "
+                   f"({cause}); the run ended on every rank; the checkpoint of step "
+                   f"{self.step} is {self.paths.last_checkpoint}")
+        self.events.append({"step": self.step, "event": message})
+        metrics = self._metrics("failed", wall0, message=message)
+        metrics["lost_ranks"] = lost
+        return metrics
 
     def _params_finite(self) -> bool:
         params = list(self.model.parameters())
@@ -555,6 +692,11 @@ class Trainer:
             "derivatives_engine": self.engine,
             **device_info(self.device),
         }
+        if self.group is not None:
+            metrics["ranks"] = self.group.world
+            metrics["backend"] = self.group.backend
+            # One flat gradient per loss evaluation (the loss terms and a few flags besides).
+            metrics["allreduce_bytes_per_evaluation"] = self.allreduce_bytes
         if self.cfg.derivatives.compile and self.engine == "taylor":
             metrics["compile_status"] = compile_status(since=self._compile_events0)
             metrics["compile_time_s"] = self.compile_seconds

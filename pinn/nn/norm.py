@@ -24,6 +24,8 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
+from pinn import distributed
+
 MODES = ("batch", "detached", "frozen")
 
 
@@ -96,7 +98,7 @@ class BatchNorm(nn.Module):
         mode's semantics: running-statistics updates, sharing within a step, calibration.
         Constants (no graph to ``h``) except in ``batch`` mode."""
         if self._calibrating:
-            mean, var = h.mean(0), h.var(0, unbiased=False)
+            mean, var = _moments(h, differentiable=False)
             with torch.no_grad():
                 self.running_mean.copy_(mean)
                 self.running_var.copy_(var)
@@ -106,10 +108,10 @@ class BatchNorm(nn.Module):
         elif self._sharing and self._shared is not None:
             mean, var = self._shared
         else:
-            if h.shape[0] < 2:
+            if h.shape[0] < 2 and distributed.current() is None:
                 raise ValueError(f"bn.mode={self._mode} needs a batch of at least 2 points, "
                                  f"got {h.shape[0]}; use frozen statistics (model.eval())")
-            mean, var = h.mean(0), h.var(0, unbiased=False)
+            mean, var = _moments(h, differentiable=self._mode == "batch")
             if self._mode == "detached":
                 mean, var = mean.detach(), var.detach()
             self.last_batch_stats = (mean.detach(), var.detach())
@@ -118,6 +120,17 @@ class BatchNorm(nn.Module):
             if self._sharing:
                 self._shared = (mean, var)
         return mean, var
+
+
+def _moments(h: torch.Tensor, differentiable: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance of ``h`` (N, C) over the batch: this process's rows, or under
+    torchrun the union of every rank's rows (:func:`pinn.distributed.moments`)."""
+    if distributed.current() is None:
+        return h.mean(0), h.var(0, unbiased=False)
+    if differentiable:
+        return distributed.moments(h)
+    with torch.no_grad():
+        return distributed.moments(h)
 
 
 def bn_layers(model: nn.Module) -> list[BatchNorm]:

@@ -1,0 +1,224 @@
+"""Several ranks are one run: 2 gloo ranks against 1 process on the same global points.
+
+The ranks are spawned here (torch.multiprocessing, gloo on 127.0.0.1) and train through the
+same Trainer as ``torchrun -m pinn.train``; the single-process runs are the truth. The command
+line itself (torchrun: rank-0-only writing, a killed rank, resuming on another number of
+ranks) is exercised in the tests at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from pinn import distributed
+from pinn.checkpoint import load_checkpoint
+from pinn.paths import RunPaths
+from pinn.sampling import Batch
+from tests.conftest import compose_cfg
+
+# Small, quick, float64; odd set sizes so that the ranks' slices differ in size. Adam with a
+# redraw, then the quasi-Newton stage (which calibrates and freezes BN first).
+BASE = ["precision=float64", "model.depth=2", "model.width=8", "sampler.n_interior=63",
+        "sampler.n_initial=17", "sampler.n_boundary=18", "trainer.steps=6",
+        "trainer.qn_steps=4", "sampler.resample_every=4", "trainer.eval_every=1000",
+        "trainer.checkpoint_every=1000", "trainer.progress=false", "log.tensorboard=false",
+        "log.figures=false", "log.divergence_every=3", "optim.lr=0.01", "seed=3"]
+CASES = {
+    # no BN; RAD redraws (candidates' residuals gathered), gradient-norm weights, causal
+    # weighting of the residual: every global reduction of the loss at once.
+    "none": ["model.norm=none", "sampler.adaptive=rad", "sampler.rad_oversample=2",
+             "loss.balance=grad_norm", "loss.causal=true", "loss.causal_chunks=4"],
+    "detached": ["model.norm=batch", "bn.mode=detached", "bn.freeze_at=3"],
+    "batch": ["model.norm=batch", "bn.mode=batch", "bn.allow_coupled_derivatives=true",
+              "derivatives.engine=autograd"],
+    "frozen": ["model.norm=batch", "bn.mode=frozen"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train(overrides, root: Path) -> dict:
+    """One run (in this process: the single-process truth, or a rank of a group) ->
+    {parameter or buffer name: tensor} after training."""
+    from pinn.train import build_trainer
+
+    cfg = compose_cfg(overrides)
+    trainer = build_trainer(cfg, RunPaths(root), device=torch.device("cpu"))
+    metrics = trainer.fit()
+    assert metrics["status"] == "completed", metrics
+    state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    state["__batch_x_int"] = trainer.global_batch.x_int.clone()
+    return state
+
+
+def _rank(rank: int, world: int, port: int, jobs: dict, out: str) -> None:
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    distributed.start("cpu", timeout_s=120)
+    try:
+        results = {name: train(overrides, Path(out) / name) for name, overrides in jobs.items()}
+        if rank == 0:
+            torch.save(results, Path(out) / "ranks.pt")
+    finally:
+        distributed.stop()
+
+
+def run_ranks(jobs: dict, out: Path, world: int = 2) -> dict:
+    mp.spawn(_rank, args=(world, free_port(), jobs, str(out)), nprocs=world, join=True)
+    return torch.load(out / "ranks.pt")
+
+
+def rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-300))
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranks")
+    return run_ranks({k: [*BASE, *v] for k, v in CASES.items()}, out)
+
+
+def identifiable(state: dict, case: str) -> dict:
+    """The state as the arithmetic determines it. In ``batch`` mode the bias of a linear layer
+    followed by BN has an exactly zero gradient (the batch mean subtracts it), so Adam moves it
+    by its normalized rounding noise, differently on 1 and 2 ranks; the function depends on it
+    only through ``bias - running_mean`` once calibrated, which is compared instead."""
+    if case != "batch":
+        return state
+    out = dict(state)
+    for k in state:
+        mean = k.replace(".0.bias", ".1.running_mean")
+        if k.endswith(".0.bias") and mean in state:
+            out[k] = state[k] - state[mean]
+            del out[mean]
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_ranks_equal_one_process(case, two_ranks, tmp_path):
+    """Parameters and BN running statistics after Adam, a redraw, the freeze and the
+    quasi-Newton stage agree to 1e-12 relative; the global points are the same."""
+    truth = identifiable(train([*BASE, *CASES[case]], tmp_path), case)
+    ranks = identifiable(two_ranks[case], case)
+    assert torch.equal(ranks["__batch_x_int"], truth["__batch_x_int"])
+    for name, value in truth.items():
+        if value.is_floating_point():
+            assert rel_max(ranks[name], value) <= 1e-12, (case, name, rel_max(ranks[name], value))
+        else:
+            assert torch.equal(ranks[name], value), (case, name)
+    moved = [k for k, v in truth.items() if v.is_floating_point() and "running" not in k]
+    assert moved  # and training moved them (not a comparison of two initializations)
+
+
+def test_shards_cover_the_global_batch():
+    """Every point of every set lies on exactly one rank; boundary pairs stay together."""
+    g = torch.Generator().manual_seed(0)
+    x_int, t_int, x_ic, t_ic, t_half = (torch.rand(n, 1, generator=g) for n in (11, 11, 5, 5, 4))
+    x_bc = torch.cat([torch.zeros(4, 1), torch.ones(4, 1)])
+    batch = Batch(x_int, t_int, x_ic, t_ic, x_bc, torch.cat([t_half, t_half]))
+    for world in (1, 2, 3):
+        parts = [distributed.shard_batch(batch, distributed.Group(r, world, r, "gloo",
+                                                                  torch.device("cpu")))
+                 for r in range(world)]
+        for key in ("x_int", "x_ic"):
+            assert torch.equal(torch.cat([getattr(p[0], key) for p in parts]),
+                               getattr(batch, key))
+        for shard, shares in parts:
+            n = shard.x_bc.shape[0] // 2
+            assert torch.equal(shard.t_bc[:n], shard.t_bc[n:])  # pairs at one time
+            assert (shard.x_bc[:n] == 0).all() and (shard.x_bc[n:] == 1).all()
+        assert torch.equal(torch.cat([p[0].t_bc[:p[0].t_bc.shape[0] // 2] for p in parts]),
+                           t_half)
+        assert sum(s["res"] for _, s in parts) == pytest.approx(1.0, abs=1e-15)
+        assert sum(s["bc"] for _, s in parts) == pytest.approx(1.0, abs=1e-15)
+
+
+# -- the command line (torchrun) -------------------------------------------------------------
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "pinn.train"]
+QUICK = ["model.depth=2", "model.width=8", "sampler.n_interior=64", "sampler.n_initial=16",
+         "sampler.n_boundary=16", "trainer.progress=false", "derivatives.compile=false",
+         "log.figures=false", "trainer.eval_every=1000", "precision=float64"]
+
+
+def torchrun(args, cwd, timeout=240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([*TORCHRUN, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_folders(cwd: Path) -> list:
+    return sorted(p.parent for p in (cwd / "outputs").glob("**/metrics.json"))
+
+
+def test_torchrun_rank0_writes_and_a_two_rank_checkpoint_resumes_on_one(tmp_path):
+    """One run folder (rank 0's), one metrics.json, no scratch folder left; then its
+    checkpoint continues on one process and matches a single-process run of the same total
+    length to 1e-12."""
+    r = torchrun([*QUICK, "trainer.steps=8", "trainer.qn_steps=0", "seed=5"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    folders = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    assert len(folders) == 1, folders
+    run = folders[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["ranks"] == 2 and metrics["backend"] == "gloo" and metrics["steps"] == 8
+    assert r.stdout.count("run folder:") == 1  # the summary once, from rank 0
+    # Resume the 2-rank checkpoint on one process for 4 more steps ...
+    from tests.conftest import run_cli
+    r1 = run_cli([*QUICK, "trainer.steps=12", "trainer.qn_steps=0", "seed=5",
+                  f"trainer.resume={run}"], tmp_path)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    resumed = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert resumed.step == 12
+    # ... and compare with 12 steps on one process from the start.
+    r2 = run_cli([*QUICK, "trainer.steps=12", "trainer.qn_steps=0", "seed=5",
+                  "hydra.run.dir=outputs/single"], tmp_path)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    single = load_checkpoint(tmp_path / "outputs" / "single" / "checkpoints" / "last.pt")
+    for name, value in single.model.items():
+        if value.is_floating_point():
+            assert rel_max(resumed.model[name], value) <= 1e-12, name
+
+
+def test_torchrun_killed_rank_ends_the_run_with_a_checkpoint(tmp_path):
+    """Rank 1 is killed (SIGKILL) as step 5 begins: rank 0 ends within seconds, writes the
+    checkpoint of step 5 (the last completed) and says which rank was lost, once."""
+    r = torchrun([*QUICK, "trainer.steps=50", "trainer.qn_steps=0",
+                  "distributed.debug_kill_at=5", "distributed.timeout_s=60"], tmp_path,
+                 timeout=120)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, r.stderr[-3000:]
+    assert "rank 1 of 2" in lines[0] and "step 5" in lines[0], lines[0]
+    run = next(p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir())
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt.step == 5
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["lost_ranks"] == [1]
+
+
+def test_torchrun_bad_config_is_reported_once(tmp_path):
+    r = torchrun([*QUICK, "model.width=0"], tmp_path, timeout=120)
+    assert r.returncode != 0
+    assert r.stderr.count("error: model.width") == 1, r.stderr[-3000:]
+    assert not (tmp_path / "outputs").exists() or not run_folders(tmp_path)
+
+
+def test_torchrun_refuses_a_search(tmp_path):
+    r = torchrun([*QUICK, "-m", "optim.lr=0.01,0.02"], tmp_path, timeout=120)
+    assert r.returncode != 0
+    assert r.stderr.count("cannot run under torchrun") == 1, r.stderr[-3000:]
+
