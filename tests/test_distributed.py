@@ -40,7 +40,28 @@ CASES = {
     "batch": ["model.norm=batch", "bn.mode=batch", "bn.allow_coupled_derivatives=true",
               "derivatives.engine=autograd"],
     "frozen": ["model.norm=batch", "bn.mode=frozen"],
+    # an inverse problem: a learned coefficient and 41 weighted observations, sharded too
+    "data": ["pde=heat", "+pde.unknown.kappa={init: 0.3, transform: log}",
+             "data.file={data}", "data.weight_column=w"],
 }
+
+
+def observations(folder: Path) -> Path:
+    """41 observations of the heat equation with uneven weights, as .npz."""
+    import numpy as np
+
+    from pinn.data import synthesize, write_table
+    from pinn.pdes import build_pde
+
+    cols = synthesize(build_pde(compose_cfg(["pde=heat"]).pde), 41, 0.0, seed=0, nx=21, nt=11)
+    cols["w"] = np.random.default_rng(0).uniform(0.5, 2.0, 41)
+    path = folder / "heat.npz"
+    write_table(path, cols)
+    return path
+
+
+def overrides(case: str, data: Path) -> list:
+    return [*BASE, *(o.replace("{data}", str(data)) for o in CASES[case])]
 
 
 def free_port() -> int:
@@ -88,7 +109,8 @@ def rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ranks")
-    return run_ranks({k: [*BASE, *v] for k, v in CASES.items()}, out)
+    data = observations(out)
+    return run_ranks({k: overrides(k, data) for k in CASES}, out), data
 
 
 def identifiable(state: dict, case: str) -> dict:
@@ -111,8 +133,9 @@ def identifiable(state: dict, case: str) -> dict:
 def test_two_ranks_equal_one_process(case, two_ranks, tmp_path):
     """Parameters and BN running statistics after Adam, a redraw, the freeze and the
     quasi-Newton stage agree to 1e-12 relative; the global points are the same."""
-    truth = identifiable(train([*BASE, *CASES[case]], tmp_path), case)
-    ranks = identifiable(two_ranks[case], case)
+    results, data = two_ranks
+    truth = identifiable(train(overrides(case, data), tmp_path), case)
+    ranks = identifiable(results[case], case)
     assert torch.equal(ranks["__batch_x_int"], truth["__batch_x_int"])
     for name, value in truth.items():
         if value.is_floating_point():
@@ -191,6 +214,20 @@ def test_torchrun_rank0_writes_and_a_two_rank_checkpoint_resumes_on_one(tmp_path
     for name, value in single.model.items():
         if value.is_floating_point():
             assert rel_max(resumed.model[name], value) <= 1e-12, name
+    # The other way: the single-process run continues on 2 ranks to step 16, as 16 steps on
+    # one process do.
+    r3 = torchrun([*QUICK, "trainer.steps=16", "trainer.qn_steps=0", "seed=5",
+                   "trainer.resume=outputs/single"], tmp_path)
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    r4 = run_cli([*QUICK, "trainer.steps=16", "trainer.qn_steps=0", "seed=5",
+                  "hydra.run.dir=outputs/single16"], tmp_path)
+    assert r4.returncode == 0, r4.stderr[-3000:]
+    on_two = load_checkpoint(tmp_path / "outputs" / "single" / "checkpoints" / "last.pt")
+    truth = load_checkpoint(tmp_path / "outputs" / "single16" / "checkpoints" / "last.pt")
+    assert on_two.step == 16
+    for name, value in truth.model.items():
+        if value.is_floating_point():
+            assert rel_max(on_two.model[name], value) <= 1e-12, name
 
 
 def test_torchrun_killed_rank_ends_the_run_with_a_checkpoint(tmp_path):
@@ -208,6 +245,33 @@ def test_torchrun_killed_rank_ends_the_run_with_a_checkpoint(tmp_path):
     assert ckpt.step == 5
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["lost_ranks"] == [1]
+
+
+def test_torchrun_sigterm_stops_every_rank_after_one_step_with_a_checkpoint(tmp_path):
+    """SIGTERM to torchrun (which passes it to its ranks): the run stops as one process does,
+    status interrupted, the checkpoint at the step metrics.json reports."""
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen([*TORCHRUN, *QUICK, "trainer.steps=1000000", "trainer.qn_steps=0",
+                             "trainer.checkpoint_every=1000000"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")):  # training began
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    run = next(p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["stopped_by"] == "SIGTERM", err[-2000:]
+    assert load_checkpoint(run / "checkpoints" / "last.pt").step == metrics["steps"] > 0
+    assert err.count("SIGTERM received") == 1
 
 
 def test_torchrun_bad_config_is_reported_once(tmp_path):
