@@ -199,13 +199,6 @@ def moments(h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return mean, var
 
 
-def global_count(n: int) -> int:
-    """The number of rows over all ranks."""
-    if current() is None:
-        return n
-    return int(all_sum(torch.tensor([n], dtype=torch.float64, device=_GROUP.device)).item())
-
-
 def reduce_gradients(params: Sequence[torch.Tensor]) -> int:
     """Replace each parameter's gradient by its sum over the ranks: one all-reduce of one flat
     buffer. Returns the bytes reduced (0 on one process). Parameters without a gradient are
