@@ -115,6 +115,10 @@ class ModelConfig:
         hard_initial: impose the initial condition exactly, u = u0(x) + tau N (u0 + t v0 +
             tau^2 N in second order), tau the scaled time (Lagaris et al. 1998); the initial
             term is left out of the loss
+        hard_boundary: impose u = 0 at both ends exactly, N multiplied by (x - x_min)(x_max - x)
+            / (L/2)^2 (Lagaris et al. 1998; Sukumar & Srivastava 2022): Dirichlet problems
+            with zero boundary values (and, with hard_initial, initial values 0 at the ends);
+            the boundary term is left out of the loss
     """
 
     depth: int = 4
@@ -126,6 +130,7 @@ class ModelConfig:
     fourier_features: int = 0
     fourier_sigma: float = 1.0
     hard_initial: bool = False
+    hard_boundary: bool = False
 
 
 @dataclass

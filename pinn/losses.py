@@ -132,13 +132,16 @@ class CausalWeighting:
 
 def imposed_terms(model: nn.Module, pde: PDE) -> Tuple[str, ...]:
     """Loss terms that the network satisfies by construction and that are left out: ``ic``
-    under a hard initial condition, ``bc`` for a periodic problem with a periodic embedding.
+    under a hard initial condition, ``bc`` under a hard (zero) Dirichlet boundary factor or for
+    a periodic problem with a periodic embedding.
     (Their misfits are rounding errors; a gradient-norm balance would blow them up.)"""
     out = []
-    if getattr(model, "output_transform", None) is not None:
-        out.append("ic")
+    transform = getattr(model, "output_transform", None)
+    if transform is not None:
+        out.extend(transform.imposes)
     embedding = getattr(model, "embedding", None)
-    if embedding is not None and embedding.periodic and pde.boundary_kind == "periodic":
+    if (embedding is not None and embedding.periodic and pde.boundary_kind == "periodic"
+            and "bc" not in out):
         out.append("bc")
     return tuple(out)
 

@@ -853,7 +853,7 @@ def taylor_derivatives(model: nn.Module, x: Tensor, t: Tensor,
     transform = getattr(model, "output_transform", None)
     requested = needed
     if transform is not None:  # the network's own derivatives, then the product rule
-        needed = network_request(needed)
+        needed = network_request(needed, transform)
     firsts, seconds = channels_for(needed)
     n1, n2 = len(firsts), len(seconds)
     sel = (firsts.index(seconds[0]), firsts.index(seconds[-1]) + 1) if n2 else (0, 0)

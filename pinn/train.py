@@ -81,7 +81,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
 # Keys that fix the network's shape: a checkpoint fits only a config that agrees on them.
 SHAPE_KEYS = ("model.depth", "model.width", "model.activation", "model.norm", "model.periodic",
               "model.harmonics", "model.fourier_features", "model.fourier_sigma",
-              "model.hard_initial", "pde.outputs", "precision")
+              "model.hard_initial", "model.hard_boundary", "pde.outputs", "precision")
 # Keys that may differ between a run and its continuation under trainer.resume=auto.
 FREE_KEYS = ("trainer", "log", "device", "tf32", "distributed")
 
@@ -314,7 +314,10 @@ def main(cfg: DictConfig) -> dict:
                                          - set(metrics.get("lost_ranks", []))):
             print(f"error: {metrics['message']}", file=sys.stderr)
         sys.exit(EXIT_CODES["failed"])
-    if distributed.env_rank() != 0:
+    if distributed.env_rank() != 0:  # rank 0 reports; the others exit as it does
+        code = EXIT_CODES.get(metrics.get("stopped_by", metrics["status"]), 1)
+        if metrics["status"] != "completed" and code:
+            sys.exit(code)
         return job_outcome(metrics, None)
     print(format_summary(metrics, paths))
     status = metrics["status"]
@@ -331,8 +334,8 @@ def main(cfg: DictConfig) -> dict:
 
 def distributed_overrides(argv: List[str]) -> List[str]:
     """Under torchrun, the command line of a rank other than 0: Hydra writes nothing (rank 0
-    writes the run folder) and its logging stays quiet. A search under
-    torchrun is refused (each trial would be one rank's)."""
+    writes the run folder) and its logging stays quiet. A search under torchrun is refused
+    (each trial would be one rank's)."""
     if any(a in ("-m", "--multirun") for a in argv):
         raise SystemExit("error: a search or multirun (-m) cannot run under torchrun; run the "
                          "search with one process per trial (see the README, Distributed "

@@ -416,12 +416,10 @@ class Trainer:
         if self.causal is not None and state.get("causal") is not None:
             self.causal.load_state_dict(state["causal"], self.batch.t_int)
 
-    def save(self, writer: Optional[bool] = None) -> None:
+    def save(self) -> None:
         """Write checkpoints/last.pt atomically; the previous one stays until this one is whole.
-        Several ranks hold the same state: rank 0 writes (``writer`` overrides that)."""
-        if writer is None:
-            writer = distributed.is_writer()
-        if writer:
+        Several ranks hold the same state: rank 0 writes it."""
+        if distributed.is_writer():
             self._write_checkpoint()
         self._good = copy.deepcopy(self.training_state())
 

@@ -1,6 +1,7 @@
 """Problem-shaped networks: periodic and Fourier-feature embeddings, the hard initial condition,
 and causal weighting of the residual (pinn.nn.embedding, pinn.losses.CausalWeighting)."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -56,6 +57,7 @@ def test_embedding_rows_are_the_derivatives_of_its_features_by_finite_difference
 @pytest.mark.parametrize("problem", [
     ["pde=wave"],  # second order in time: u0 + t v0 + tau^2 N
     ["pde=advection", "model.periodic=true", "model.harmonics=3"],
+    ["pde=wave", "model.hard_boundary=true"],  # u0 + t v0 + tau^2 B(x) N
 ])
 @pytest.mark.parametrize("norm", ["none", "detached", "frozen"])
 def test_taylor_engine_equals_autograd_through_embedding_and_hard_initial(problem, norm):
@@ -116,6 +118,68 @@ def test_hard_initial_condition_holds_to_rounding(problem, engine):
     # ... and the network still moves u away from u0 later on.
     d1 = compute_derivatives(model, x, torch.full_like(x, pde.t_max), ("U",), engine=engine)
     assert (d1["U"] - u0).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("problem", [["pde=wave", "model.hard_initial=true"], ["pde=heat"],
+                                     ["pde=burgers", "model.hard_initial=true"]])
+@pytest.mark.parametrize("engine", ["autograd", "taylor"])
+def test_hard_boundary_holds_to_rounding(problem, engine):
+    """u = 0 at both ends at every time (and the initial condition with hard_initial), the
+    boundary term left out, and the network still free inside."""
+    model, pde, _ = model_for([*problem, "model.hard_boundary=true", "model.depth=2",
+                               "model.width=10"])
+    t = torch.linspace(pde.t_min, pde.t_max, 9, dtype=F64)[:, None]
+    for end in (pde.x_min, pde.x_max):
+        d = compute_derivatives(model, torch.full_like(t, end), t, ("U", "Ut", "Utt"),
+                                engine=engine)
+        assert d["U"].abs().max().item() <= 1e-15, (end, d["U"])
+        assert d["Ut"].abs().max().item() <= 1e-14
+    x, _ = domain_points(pde)
+    inside = compute_derivatives(model, x, torch.full_like(x, pde.t_max), ("U",), engine=engine)
+    assert inside["U"].abs().max() > 1e-3
+    if "model.hard_initial=true" in problem:
+        d0 = compute_derivatives(model, x, torch.full_like(x, pde.t_min), ("U",), engine=engine)
+        u0 = pde.initial(x)
+        assert (d0["U"] - u0).abs().max().item() <= 1e-15 * (1 + u0.abs().max().item())
+    assert set(imposed_terms(model, pde)) == (
+        {"ic", "bc"} if "model.hard_initial=true" in problem else {"bc"})
+
+
+def test_hard_boundary_product_rule_matches_the_formula():
+    # u = u0 + tau B(x) N on [-1, 2], t in [0, 4], u0 = sin(pi (x + 1) / 3): every derivative
+    # against the product rule written out by hand, B = (x + 1)(2 - x) / 1.5^2.
+    def u0(x):
+        return torch.sin(torch.pi * (x + 1) / 3)
+
+    tr = HardInitial(u0, None, t_min=0.0, t_max=4.0, boundary=(-1.0, 2.0))
+    g = torch.Generator().manual_seed(1)
+    x = -1 + 3 * torch.rand(6, 1, generator=g, dtype=F64)
+    t = 4 * torch.rand(6, 1, generator=g, dtype=F64)
+    d = {k: torch.randn(6, 1, generator=g, dtype=F64) for k in DERIVATIVE_KEYS}
+    out = tr.apply_to_derivatives(x, t, d, DERIVATIVE_KEYS)
+    tau, w = t / 4, torch.pi / 3
+    B, Bx, Bxx = (x + 1) * (2 - x) / 2.25, (1 - 2 * x) / 2.25, torch.full_like(x, -2 / 2.25)
+    N, Nx, Nxx, Nt = d["U"], d["Ux"], d["Uxx"], d["Ut"]
+    torch.testing.assert_close(out["U"], u0(x) + tau * B * N)
+    torch.testing.assert_close(out["Ux"], w * torch.cos(w * (x + 1)) + tau * (Bx * N + B * Nx))
+    torch.testing.assert_close(out["Uxx"], -w * w * u0(x)
+                               + tau * (Bxx * N + 2 * Bx * Nx + B * Nxx))
+    torch.testing.assert_close(out["Ut"], B * N / 4 + tau * B * Nt)
+    torch.testing.assert_close(out["Utt"], 2 * B * Nt / 4 + tau * B * d["Utt"])
+    # the module's forward pass is the same function
+    xt = torch.cat([x, t], 1)
+    torch.testing.assert_close(tr(xt, N), out["U"])
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["pde=allen_cahn"], "has periodic boundary conditions"),
+    (["pde=klein_gordon"], "pde.boundary.right of pde=klein_gordon is not 0"),
+    (["pde=heat", "pde.initial=1 + x", "model.hard_initial=true"],
+     "pde.initial is [0.0, 2.0] at x = -1, 1, not 0"),
+])
+def test_hard_boundary_is_refused_where_it_cannot_hold(overrides, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        model_for([*overrides, "model.hard_boundary=true"])
 
 
 def test_hard_initial_product_rule_matches_the_lift_formula():

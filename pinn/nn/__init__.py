@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 from pinn.config import choice
 from pinn.pdes.problem import PDE
-from pinn.nn.embedding import Embedding, HardInitial, check_periodic_lift
+from pinn.nn.embedding import Embedding, HardInitial, check_hard_boundary, check_periodic_lift
 from pinn.nn.mlp import MLP
 from pinn.pdes.unknowns import LearnedParameters
 from pinn.nn.norm import BatchNorm, bn_layers, calibrate_bn, set_bn_mode, shared_batch_statistics
@@ -27,11 +27,15 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
                               fourier_features=int(m.fourier_features),
                               fourier_sigma=float(m.fourier_sigma), generator=g)
     transform = None
-    if m.hard_initial:
-        transform = HardInitial(pde.initial, pde.initial_velocity
-                                if pde.initial_velocity_exprs else None, pde.t_min, pde.t_max)
-        if m.periodic:
+    if m.hard_initial or m.hard_boundary:
+        transform = HardInitial(
+            pde.initial if m.hard_initial else None,
+            pde.initial_velocity if pde.initial_velocity_exprs else None, pde.t_min, pde.t_max,
+            boundary=(pde.x_min, pde.x_max) if m.hard_boundary else None)
+        if m.periodic and m.hard_initial:
             check_periodic_lift(transform, pde.x_min, pde.x_max)
+        if m.hard_boundary:
+            check_hard_boundary(pde, transform)
     torch.manual_seed(cfg.seed)
     p = cfg.pde
     model = MLP(

@@ -32,6 +32,15 @@ autograd, :mod:`pinn.taylor` pushes their closed-form derivatives forward.
 
   with tau = (t - t_min) / (t_max - t_min) and N the network. The initial loss term then
   vanishes identically and is left out of the loss.
+
+  With a boundary factor (homogeneous Dirichlet conditions, u = 0 at x_min and x_max; Lagaris
+  et al. 1998; Sukumar & Srivastava, "Exact imposition of boundary conditions with distance
+  functions in physics-informed deep neural networks", CMAME 389, 114333, 2022), N is
+  multiplied by B(x) = (x - x_min)(x_max - x) / (L/2)^2 (L = x_max - x_min; B = 1 mid-domain):
+
+      u = u0(x) [+ (t - t_min) v0(x)] + tau^p B(x) N(x, t),     or u = B(x) N alone,
+
+  exact on both ends when u0 and v0 vanish there; the boundary term is then left out too.
 """
 from __future__ import annotations
 
@@ -113,28 +122,55 @@ class Embedding(nn.Module):
 
 
 class HardInitial(nn.Module):
-    """u = u0(x) [+ (t - t_min) v0(x)] + tau^p N(x, t); see the module docstring.
+    """u = u0(x) [+ (t - t_min) v0(x)] + tau^p B(x) N(x, t); see the module docstring.
 
     Args:
-        initial: x (N, 1) -> u0 (N, n_out), a closed-form function without parameters.
+        initial: x (N, 1) -> u0 (N, n_out), a closed-form function without parameters; None
+            for no initial condition (then p = 0: u = B(x) N, with ``boundary``).
         initial_velocity: x -> v0 (N, n_out) for second order in time, else None.
         t_min, t_max: the time interval.
+        boundary: (x_min, x_max) to impose u = 0 at both ends by the factor B(x), or None.
     """
 
-    def __init__(self, initial: Callable[[Tensor], Tensor],
+    def __init__(self, initial: Optional[Callable[[Tensor], Tensor]],
                  initial_velocity: Optional[Callable[[Tensor], Tensor]], t_min: float,
-                 t_max: float):
+                 t_max: float, boundary: Optional[Tuple[float, float]] = None):
         super().__init__()
         self.initial = initial
-        self.initial_velocity = initial_velocity
+        self.initial_velocity = initial_velocity if initial is not None else None
         self.t_min = float(t_min)
         self.inv_span = 1.0 / (float(t_max) - float(t_min))
-        self.power = 2 if initial_velocity is not None else 1
+        self.power = 0 if initial is None else 2 if self.initial_velocity is not None else 1
+        self.boundary = None if boundary is None else (float(boundary[0]), float(boundary[1]))
+        if self.boundary is not None:
+            half = 0.5 * (self.boundary[1] - self.boundary[0])
+            self.inv_half_sq = 1.0 / (half * half)
+
+    @property
+    def imposes(self) -> Tuple[str, ...]:
+        """The loss terms this transform satisfies by construction: ``ic`` and/or ``bc``."""
+        return (("ic",) if self.initial is not None else ()) + (
+            ("bc",) if self.boundary is not None else ())
+
+    def _space(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """B(x), B'(x), B''(x), each (N, 1); ones and zeros without a boundary factor."""
+        if self.boundary is None:
+            one = torch.ones_like(x)
+            return one, 0 * x, 0 * x
+        a, b = self.boundary
+        c = self.inv_half_sq
+        return c * (x - a) * (b - x), c * (a + b - 2 * x), torch.full_like(x, -2 * c)
 
     def forward(self, xt: Tensor, N: Tensor) -> Tensor:  # (N, 2), (N, n_out) -> (N, n_out)
         x, t = xt[:, :1], xt[:, 1:]
         tau = (t - self.t_min) * self.inv_span
-        out = self.initial(x) + tau ** self.power * N
+        factor = tau ** self.power if self.power else None
+        if self.boundary is not None:
+            B = self._space(x)[0]
+            factor = B if factor is None else factor * B
+        out = N if factor is None else factor * N
+        if self.initial is not None:
+            out = self.initial(x) + out
         if self.initial_velocity is not None:
             out = out + (t - self.t_min) * self.initial_velocity(x)
         return out
@@ -142,7 +178,7 @@ class HardInitial(nn.Module):
     def _lift(self, x: Tensor, want_x: bool, want_xx: bool) -> Dict[str, Tensor]:
         """g(x) = u0(x) (and v0(x)) with their x-derivatives, by autograd on the closed-form
         functions; constants with respect to the network's parameters."""
-        fns = {"u0": self.initial}
+        fns = {} if self.initial is None else {"u0": self.initial}
         if self.initial_velocity is not None:
             fns["v0"] = self.initial_velocity
         out: Dict[str, Tensor] = {}
@@ -187,22 +223,28 @@ class HardInitial(nn.Module):
         s = t - self.t_min
         tau = s * self.inv_span
         p = self.power
-        phi = tau ** p  # (N, 1)
-        dphi = p * tau ** (p - 1) * self.inv_span
+        phi = tau ** p if p else torch.ones_like(tau)  # (N, 1)
+        dphi = p * tau ** (p - 1) * self.inv_span if p else 0 * tau
         ddphi = (p * (p - 1) * self.inv_span ** 2) * (tau ** (p - 2) if p >= 2 else 0 * tau)
+        B, dB, ddB = self._space(x)
+        # F = phi(t) B(x) multiplies the network: the product rule with F's derivatives.
+        F, Fx, Fxx, Ft, Ftt = phi * B, phi * dB, phi * ddB, dphi * B, ddphi * B
+        u0 = g.get("u0")
         v0 = g.get("v0")
         N = d["U"]
-        out = {"U": g["u0"] + phi * N + (s * v0 if v0 is not None else 0)}
+        out = {"U": (u0 if u0 is not None else 0) + F * N + (s * v0 if v0 is not None else 0)}
+        boundary = self.boundary is not None
         if "Ux" in needed:
-            gx = g["u0_x"] + (s * g["v0_x"] if v0 is not None else 0)
-            out["Ux"] = gx + phi * d["Ux"]
+            gx = (g["u0_x"] if u0 is not None else 0) + (s * g["v0_x"] if v0 is not None else 0)
+            out["Ux"] = gx + F * d["Ux"] + (Fx * N if boundary else 0)
         if "Uxx" in needed:
-            gxx = g["u0_xx"] + (s * g["v0_xx"] if v0 is not None else 0)
-            out["Uxx"] = gxx + phi * d["Uxx"]
+            gxx = ((g["u0_xx"] if u0 is not None else 0)
+                   + (s * g["v0_xx"] if v0 is not None else 0))
+            out["Uxx"] = gxx + F * d["Uxx"] + (Fxx * N + 2 * Fx * d["Ux"] if boundary else 0)
         if "Ut" in needed:
-            out["Ut"] = (v0 if v0 is not None else 0) + dphi * N + phi * d["Ut"]
+            out["Ut"] = (v0 if v0 is not None else 0) + Ft * N + F * d["Ut"]
         if "Utt" in needed:
-            out["Utt"] = ddphi * N + 2 * dphi * d["Ut"] + phi * d["Utt"]
+            out["Utt"] = Ftt * N + 2 * Ft * d["Ut"] + F * d["Utt"]
         return out
 
 
@@ -231,11 +273,45 @@ def check_periodic_lift(transform: HardInitial, x_min: float, x_max: float,
                 f"condition then stays a loss term)")
 
 
-def network_request(needed: Iterable[str]) -> set:
+def check_hard_boundary(pde, transform: HardInitial, rtol: float = 1e-12) -> None:
+    """Refuse ``model.hard_boundary=true`` where the factor B(x) cannot hold: a problem whose
+    boundary condition is not Dirichlet with u = 0 at both ends, or (with ``hard_initial``)
+    an initial value or velocity that is not 0 at the ends.
+
+    Raises:
+        ValueError: one line naming the key, what the problem has and what is needed.
+    """
+    key = "model.hard_boundary=true"
+    if pde.boundary_kind != "dirichlet":
+        raise ValueError(f"{key} imposes u = 0 at both ends; pde={pde.name} has "
+                         f"{pde.boundary_kind} boundary conditions (it needs dirichlet)")
+    t = torch.linspace(pde.t_min, pde.t_max, 17, dtype=torch.float64)[:, None]
+    for side in ("left", "right"):
+        g = pde.boundary(side, t)
+        if float(g.abs().max()) > rtol:
+            raise ValueError(f"{key} imposes u = 0 at both ends; pde.boundary.{side} of "
+                             f"pde={pde.name} is not 0 (max |value| {float(g.abs().max()):.3g})")
+    if transform.initial is None:
+        return
+    ends = torch.tensor([[pde.x_min], [pde.x_max]], dtype=torch.float64)
+    g = transform._lift(ends, False, False)
+    for name, label in (("u0", "pde.initial"), ("v0", "pde.initial_velocity")):
+        if name in g and float(g[name].abs().max()) > rtol * (1.0 + float(g[name].abs().max())):
+            raise ValueError(f"{key} with model.hard_initial=true: {label} is "
+                             f"{g[name].reshape(-1).tolist()} at x = {pde.x_min:g}, "
+                             f"{pde.x_max:g}, not 0, so u could not be 0 there at t = t_min")
+
+
+def network_request(needed: Iterable[str], transform: Optional[HardInitial] = None) -> set:
     """The network derivatives that :meth:`HardInitial.apply_to_derivatives` needs for
-    ``needed``: the same, plus ``Ut`` when ``Utt`` is asked for."""
+    ``needed``: the same, plus ``Ut`` when ``Utt`` is asked for, and ``Ux`` when ``Uxx`` is
+    and ``transform`` has a boundary factor."""
     needed = set(needed) | {"U"}
-    return needed | ({"Ut"} if "Utt" in needed else set())
+    extra = {"Ut"} if "Utt" in needed else set()
+    if transform is not None and transform.boundary is not None and "Uxx" in needed:
+        extra.add("Ux")
+    return needed | extra
 
 
-__all__ = ["Embedding", "HardInitial", "check_periodic_lift", "network_request"]
+__all__ = ["Embedding", "HardInitial", "check_hard_boundary", "check_periodic_lift",
+           "network_request"]
