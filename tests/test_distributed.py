@@ -238,21 +238,26 @@ def test_torchrun_rank0_writes_and_a_two_rank_checkpoint_resumes_on_one(tmp_path
             assert rel_max(on_two.model[name], value) <= 1e-12, name
 
 
-def test_torchrun_killed_rank_ends_the_run_with_a_checkpoint(tmp_path):
-    """Rank 1 is killed (SIGKILL) as step 5 begins: rank 0 ends within seconds, writes the
-    checkpoint of step 5 (the last completed) and says which rank was lost, once."""
+@pytest.mark.parametrize("killed", [1, 0])
+def test_torchrun_killed_rank_ends_the_run_with_a_checkpoint(killed, tmp_path):
+    """A rank is killed (SIGKILL) as step 5 begins: the survivor ends within seconds, writes the
+    checkpoint of step 5 (the last completed) and says which rank was lost, once. metrics.json
+    is rank 0's: written when rank 1 was lost, absent when rank 0 was."""
     r = torchrun([*QUICK, "trainer.steps=50", "trainer.qn_steps=0",
-                  "distributed.debug_kill_at=5", "distributed.timeout_s=60"], tmp_path,
-                 timeout=120)
+                  "distributed.debug_kill_at=5", f"distributed.debug_kill_rank={killed}",
+                  "distributed.timeout_s=60"], tmp_path, timeout=120)
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, r.stderr[-3000:]
-    assert "rank 1 of 2" in lines[0] and "step 5" in lines[0], lines[0]
+    assert f"rank {killed} of 2" in lines[0] and "step 5" in lines[0], lines[0]
     run = next(p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir())
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt.step == 5
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and metrics["lost_ranks"] == [1]
+    if killed == 1:
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["status"] == "failed" and metrics["lost_ranks"] == [1]
+    else:
+        assert not (run / "metrics.json").exists()
 
 
 def test_torchrun_sigterm_stops_every_rank_after_one_step_with_a_checkpoint(tmp_path):
