@@ -52,7 +52,7 @@ _STORE = None  # a client of the launcher's key-value store (survivor census), o
 
 def launched() -> bool:
     """Started by torchrun (or anything that sets ``WORLD_SIZE``) with more than one rank."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return env_world() > 1
 
 
 def env_rank() -> int:

@@ -10,7 +10,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager, nullcontext, redirect_stderr
 from enum import Enum
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -337,9 +337,11 @@ def distributed_overrides(argv: List[str]) -> List[str]:
     writes the run folder) and its logging stays quiet. A search under torchrun is refused
     (each trial would be one rank's)."""
     if any(a in ("-m", "--multirun") for a in argv):
-        raise SystemExit("error: a search or multirun (-m) cannot run under torchrun; run the "
-                         "search with one process per trial (see the README, Distributed "
-                         "training)")
+        if distributed.env_rank() == 0:
+            print("error: a search or multirun (-m) cannot run under torchrun; run the search "
+                  "with one process per trial (see the README, Distributed training)",
+                  file=sys.stderr)
+        sys.exit(2)
     if distributed.env_rank() == 0:
         return argv
     # Hydra's run folder must exist; the system's temporary folder does, and nothing is written
@@ -350,17 +352,8 @@ def distributed_overrides(argv: List[str]) -> List[str]:
 
 if __name__ == "__main__":
     if distributed.launched():
-        try:
-            sys.argv[1:] = distributed_overrides(sys.argv[1:])
-        except SystemExit as e:
-            if distributed.env_rank() == 0:
-                print(e.code, file=sys.stderr)
-            sys.exit(2)
-        if distributed.env_rank() != 0:  # rank 0 alone reports command-line mistakes
-            with redirect_stderr(io.StringIO()):
-                check_command_line("train", TrainConfig)
-        else:
-            check_command_line("train", TrainConfig)
-    else:
-        check_command_line("train", TrainConfig)  # one line per mistake, before any output
+        sys.argv[1:] = distributed_overrides(sys.argv[1:])
+    # One line per mistake, before any output; under torchrun rank 0 alone says it.
+    with redirect_stderr(io.StringIO()) if distributed.env_rank() != 0 else nullcontext():
+        check_command_line("train", TrainConfig)
     main()

@@ -590,12 +590,14 @@ class Trainer:
         """One step of the loop (with its redraw, freeze, logging, evaluation, checkpoint);
         returns the run's metrics when the run ends here, else None."""
         tc = self.cfg.trainer
-        dc = self.cfg.distributed
-        if (self.group is not None and dc.debug_kill_at == self.step
-                and dc.debug_kill_rank == self.group.rank):  # fault injection for tests
-            os.kill(os.getpid(), signal.SIGKILL)
-        if self.group is not None:  # what a lost rank rolls back to (see _rank_lost)
-            self._snapshot = {"step": self.step, "model": copy.deepcopy(self.model.state_dict()),
+        if self.group is not None:
+            dc = self.cfg.distributed
+            if dc.debug_kill_at == self.step and dc.debug_kill_rank == self.group.rank:
+                os.kill(os.getpid(), signal.SIGKILL)  # fault injection for tests
+            # What a lost rank rolls back to (see _rank_lost).
+            self._snapshot = {"step": self.step,
+                              "model": {k: v.detach().clone()
+                                        for k, v in self.model.state_dict().items()},
                               "sampler": self.sampler.state_dict(), "batch": self.global_batch,
                               "weights": dict(self.weights)}
         stage = "adam" if self.step < tc.steps else choice(self.cfg.optim.qn)
