@@ -76,25 +76,29 @@ BN_FROZEN = ["model.norm=batch", "bn.mode=detached", "bn.freeze_at=0"]
 # The recipe of each problem: its own preset where it needs more than experiment=precise
 # (configs/experiment/<problem>_precise.yaml says what and why, with the measurements).
 RECIPES = {"allen_cahn": "allen_cahn_precise", "nls": "nls_precise", "wave": "wave_precise"}
-MINUTES = 3.0  # the training budget of every run of the full suite
+MINUTES = 3.0  # the training budget of a run of the full suite, unless BUDGETS says otherwise
+# Problems that need a longer budget to reach their target, with the measurement that set it:
+# wave_precise, seed 0, two runs side by side with one thread each, relative L2 after about
+# 3 / 4.5 / 8 / 10 minutes: 3.7e-5 / 1.2e-5 / 3e-6 / 1.5e-6 (the BN rows get the same budget).
+BUDGETS = {"wave": 8.0}
 
 
 def full_suite() -> List[Case]:
-    """The documented suite: each problem with its precise recipe (3 minutes a run, 3 seeds),
-    and again with BN in detached and in frozen mode (the same recipe; the quasi-Newton stage
-    always runs with frozen statistics, see the README)."""
+    """The documented suite: each problem with its precise recipe (3 minutes a run, wave 8,
+    3 seeds), and again with BN in detached and in frozen mode (the same recipe and budget;
+    the quasi-Newton stage always runs with frozen statistics, see the README)."""
     cases = []
     for p in PROBLEMS:
         preset = RECIPES.get(p, "precise")
         cases.append(Case(f"{p}_precise", p, preset, [f"experiment={preset}"],
-                          minutes=MINUTES))
+                          minutes=BUDGETS.get(p, MINUTES)))
     for p in PROBLEMS:
-        preset = RECIPES.get(p, "precise")
+        preset, minutes = RECIPES.get(p, "precise"), BUDGETS.get(p, MINUTES)
         cases.append(Case(f"{p}_bn_detached", p, f"{preset} + BN detached (frozen in the "
                           "quasi-Newton stage, whose line search needs one function)",
-                          [f"experiment={preset}", *BN_DETACHED], minutes=MINUTES))
+                          [f"experiment={preset}", *BN_DETACHED], minutes=minutes))
         cases.append(Case(f"{p}_bn_frozen", p, f"{preset} + BN frozen (calibrated at step 0)",
-                          [f"experiment={preset}", *BN_FROZEN], minutes=MINUTES))
+                          [f"experiment={preset}", *BN_FROZEN], minutes=minutes))
     return cases
 
 
