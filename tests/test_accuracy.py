@@ -61,6 +61,11 @@ def test_suites_cover_the_library_with_bn_rows():
     # Each problem's BN rows use the problem's own recipe.
     assert "experiment=wave_precise" in by_name["wave_bn_frozen"].overrides
     assert "bn.freeze_at=0" in by_name["wave_bn_frozen"].overrides
+    # A problem's BN rows get its budget, so the table compares at equal training time.
+    for p in ("burgers", "wave"):
+        budgets = {by_name[f"{p}_{r}"].minutes for r in ("precise", "bn_detached", "bn_frozen")}
+        assert budgets == {8.0 if p == "wave" else 3.0}
+    assert "trainer.max_minutes=8" in by_name["wave_precise"].command(0)
     assert all(len(c.seeds) == 1 for c in quick_suite())
 
 
