@@ -28,6 +28,7 @@ fits a given observation file (columns x, t, u).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from typing import Dict, Tuple
@@ -68,18 +69,24 @@ def fit(x: np.ndarray, t: np.ndarray, u: np.ndarray, noise: float) -> Dict[str, 
     return out
 
 
-def draw(n: int, noise: float, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The observations ``python -m pinn.data pde=burgers n=.. noise=.. seed=..`` writes."""
+@functools.lru_cache(maxsize=1)
+def burgers():
+    """The problem ``pde=burgers`` and its evaluation grid (nx, nt), as pinn.data builds them."""
     from pinn.cli import check_overrides
     from pinn.config import register_configs
-    from pinn.data import synthesize
     from pinn.pdes import build_pde
 
-    if not hasattr(draw, "pde"):
-        register_configs()
-        cfg = check_overrides("train", ["pde=burgers"])
-        draw.pde, draw.grid = build_pde(cfg.pde), (cfg.pde.eval_nx, cfg.pde.eval_nt)
-    cols = synthesize(draw.pde, n, noise, seed, *draw.grid)
+    register_configs()
+    cfg = check_overrides("train", ["pde=burgers"])
+    return build_pde(cfg.pde), (cfg.pde.eval_nx, cfg.pde.eval_nt)
+
+
+def draw(n: int, noise: float, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observations ``python -m pinn.data pde=burgers n=.. noise=.. seed=..`` writes."""
+    from pinn.data import synthesize
+
+    pde, grid = burgers()
+    cols = synthesize(pde, n, noise, seed, *grid)
     return cols["x"], cols["t"], cols["u"]
 
 

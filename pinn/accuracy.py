@@ -89,9 +89,8 @@ def full_suite() -> List[Case]:
     the quasi-Newton stage always runs with frozen statistics, see the README)."""
     cases = []
     for p in PROBLEMS:
-        preset = RECIPES.get(p, "precise")
-        cases.append(Case(f"{p}_precise", p, preset, [f"experiment={preset}"],
-                          minutes=BUDGETS.get(p, MINUTES)))
+        preset, minutes = RECIPES.get(p, "precise"), BUDGETS.get(p, MINUTES)
+        cases.append(Case(f"{p}_precise", p, preset, [f"experiment={preset}"], minutes=minutes))
     for p in PROBLEMS:
         preset, minutes = RECIPES.get(p, "precise"), BUDGETS.get(p, MINUTES)
         cases.append(Case(f"{p}_bn_detached", p, f"{preset} + BN detached (frozen in the "
