@@ -476,8 +476,12 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Store the schema so YAML files can name it in their defaults list."""
+    """Store the schema so YAML files can name it in their defaults list, and register the
+    resolver that gives each run a folder of its own (:func:`pinn.paths.claim_run_dir`)."""
+    from pinn.paths import register_run_dir_resolver
+
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    register_run_dir_resolver()
 
 
 def load_saved_config(config_yaml: str) -> DictConfig:

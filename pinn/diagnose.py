@@ -31,6 +31,8 @@ from pinn.device import device_info, resolve_device
 from pinn.divergence import rel_l2
 from pinn.nn import DTYPES, MLP, BatchNorm, calibrate_bn, set_bn_mode
 from pinn.nn.norm import bn_layers, running_statistics_fixed
+from pinn.paths import register_run_dir_resolver
+
 
 def stats_methods(passes: int) -> List[tuple]:
     """(label, momentum, number of passes or None for exact calibration), in table order."""
@@ -74,6 +76,7 @@ class DiagnoseConfig:
 
 
 ConfigStore.instance().store(name="diagnose_schema", node=DiagnoseConfig)
+register_run_dir_resolver()
 
 
 def _build(cfg: DictConfig, momentum: Optional[float],

@@ -138,3 +138,37 @@ def test_missing_compiler_falls_back_to_eager_once(tmp_path):
     assert "compiler" in m["compile_status"].lower()
     assert (p.stdout + p.stderr).count("torch.compile failed") == 1
     assert m["compile_time_s"] >= 0 and np.isfinite(m["loss/total"])
+
+
+def test_runs_named_after_the_same_second_get_folders_of_their_own(tmp_path):
+    """The default run folder is named after the second a run starts (configs/train.yaml);
+    ``pinn_run_dir`` claims it with an atomic mkdir, so a second run of the same name gets
+    ``-2`` instead of overwriting the first one's files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pinn.config import CONFIG_DIR
+    from pinn.paths import claim_run_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose(config_name="train", return_hydra_config=True)
+    default = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
+    assert default.startswith("${pinn_run_dir:") and "${now:%H-%M-%S}" in default
+
+    with ThreadPoolExecutor(8) as pool:  # eight claims of one name at once
+        got = list(pool.map(lambda _: claim_run_dir(str(tmp_path / "a" / "t")), range(8)))
+    assert sorted(got) == sorted([str(tmp_path / "a" / "t")]
+                                 + [str(tmp_path / "a" / f"t-{k}") for k in range(2, 9)])
+
+    same = f"hydra.run.dir=${{pinn_run_dir:'{tmp_path / 'runs' / 'same'}'}}"
+    for seed in (0, 1):
+        p = run_cli(["pde=heat", *SMALL, "trainer.qn_steps=0", f"seed={seed}", same],
+                    cwd=tmp_path)
+        assert p.returncode == 0, p.stderr[-3000:]
+    for folder, seed in (("same", 0), ("same-2", 1)):
+        run_dir = tmp_path / "runs" / folder
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+        assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").seed == seed
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["same", "same-2"]
