@@ -1,7 +1,6 @@
 """Every artifact of a run, by path, under its (Hydra) run folder."""
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,16 +43,16 @@ def claim_run_dir(base: str) -> str:
     so each process gets a folder of its own. Used as the resolver ``pinn_run_dir`` in
     ``hydra.run.dir`` (configs/train.yaml); cached, so a process resolves it once.
     """
-    path = Path(base)
+    path = candidate = Path(base)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for k in itertools.count(1):
-        candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
+    k = 1
+    while True:
         try:
             candidate.mkdir()
+            return str(candidate)
         except FileExistsError:
-            continue
-        return str(candidate)
-    raise AssertionError("unreachable")
+            k += 1
+            candidate = path.with_name(f"{path.name}-{k}")
 
 
 def register_run_dir_resolver() -> None:
