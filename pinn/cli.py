@@ -145,6 +145,9 @@ def _translate(exc: BaseException, override: str, cfg: DictConfig) -> str:
     if m:
         return (f"+{key}={value}: {m.group(1)} exists already; set it without '+': "
                 f"{key}={value}")
+    m = re.search(r"Could not override '([^']+)'\.\s*To append to your config use", text)
+    if m:  # a new entry of a map (data.columns, pde.params, ...)
+        return f"{override}: {m.group(1)} does not exist yet; add it with '+': +{key}={value}"
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     return f"{override}: {first}"
 

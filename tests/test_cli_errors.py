@@ -27,6 +27,8 @@ CASES = [
     (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),
     (["seed=2", "trainer.stps=3"], "trainer.stps is not a config key (did you mean "
                                    "trainer.steps?)"),
+    (["data.columns.u=uu"], "data.columns.u=uu: data.columns.u does not exist yet; add it "
+                            "with '+': +data.columns.u=uu"),
     (["+model.width=3"], "+model.width=3: model.width exists already; set it without '+': "
                          "model.width=3"),
     (["+experiment=precise"], "experiment is chosen already by the config"),
