@@ -201,3 +201,68 @@ def test_stall_window_restarts_at_every_redraw_and_can_be_turned_off(tmp_path):
     cfg = compose_cfg([*STALL, "trainer.stall_rtol=0.9", "trainer.stall_iterations=0",
                        "sampler.resample_every=0", "sampler.adaptive=none"])
     assert "stopped_early" not in build_trainer(cfg, RunPaths(tmp_path / "b")).fit()
+
+
+# -- what a redraw or a BN calibration does to the quasi-Newton state ---------------------------
+KEEP = ["pde=heat", "precision=float64", "model.depth=2", "model.width=10",
+        "sampler.n_interior=96", "sampler.n_initial=24", "sampler.n_boundary=24",
+        "sampler.resample_every=0", "trainer.steps=4", "trainer.qn_steps=6",
+        "trainer.progress=false", "log.tensorboard=false", "pde.eval_nx=16", "pde.eval_nt=8"]
+
+
+def _qn_trainer(tmp_path, extra):
+    tr = build_trainer(compose_cfg([*KEEP, *extra]), RunPaths(tmp_path))
+    assert tr.fit()["status"] == "completed"
+    return tr
+
+
+def test_a_redraw_keeps_the_dense_inverse_hessian(tmp_path):
+    """H after a redraw is H before it (symmetrized: (H + H')/2, which moves it by rounding
+    only); the loss and gradient of the old points are dropped, and the next iteration
+    evaluates the new objective at the same parameters."""
+    tr = _qn_trainer(tmp_path, ["optim.qn=ssbroyden"])
+    opt = tr.qn.optimizer
+    assert opt.updates_since_reset > 0
+    H = opt._state["H"].clone()
+    assert not torch.equal(H, torch.eye(H.shape[0], dtype=H.dtype))
+    points = tr.batch.x_int.clone()
+    tr.resample()
+    assert not torch.equal(points, tr.batch.x_int)  # new points
+    assert torch.equal(opt._state["H"], (H + H.T) / 2)
+    assert (opt._state["H"] - H).abs().max() <= 1e-12 * H.abs().max()
+    assert opt._state["f"] is None and opt._state["g"] is None
+    assert opt.updates_since_reset > 0 and opt._state["resets"] == 0
+
+
+def test_a_redraw_keeps_the_lbfgs_memory(tmp_path):
+    tr = _qn_trainer(tmp_path, ["optim.qn=lbfgs"])
+    state = tr.qn.optimizer.state[tr.qn.params[0]]
+    dirs = [y.clone() for y in state["old_dirs"]]
+    assert dirs
+    tr.resample()
+    state = tr.qn.optimizer.state[tr.qn.params[0]]
+    assert len(state["old_dirs"]) == len(dirs)
+    assert all(torch.equal(a, b) for a, b in zip(dirs, state["old_dirs"]))
+
+
+@pytest.mark.parametrize("method", ["ssbroyden", "lbfgs"])
+def test_a_bn_calibration_keeps_the_curvature_and_changes_the_objective(tmp_path, method):
+    """A calibration changes the function (new population statistics) but not the
+    parameters: the curvature estimate is kept bitwise, the cached evaluation is dropped."""
+    tr = _qn_trainer(tmp_path, ["model.norm=batch", "model.activation=gelu",
+                                f"optim.qn={method}"])
+    if method == "ssbroyden":
+        before = tr.qn.optimizer._state["H"].clone()
+    else:
+        state = tr.qn.optimizer.state[tr.qn.params[0]]
+        before = [y.clone() for y in state["old_dirs"]]
+    tr.calibrate("test")
+    if method == "lbfgs":
+        state = tr.qn.optimizer.state[tr.qn.params[0]]
+        assert len(state["old_dirs"]) == len(before)
+    if method == "ssbroyden":
+        assert torch.equal(tr.qn.optimizer._state["H"], before)
+        assert tr.qn.optimizer._state["f"] is None
+    else:
+        assert all(torch.equal(a, b) for a, b in zip(before, state["old_dirs"]))
+        assert tr.qn._last is None and tr.qn._new_objective

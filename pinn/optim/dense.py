@@ -211,6 +211,12 @@ class DenseQuasiNewton(torch.optim.Optimizer):
             return True
         return False
 
+    @staticmethod
+    def _loss_tensor(value: float) -> torch.Tensor:
+        """The loss as the step returns it: float64, the value the closure returned (a
+        Python float holds a float64 exactly; torch.tensor(float) would round to float32)."""
+        return torch.tensor(value, dtype=torch.float64)
+
     def _evaluate(self, closure: Callable[[], torch.Tensor]):
         with torch.enable_grad():
             loss = closure()
@@ -232,7 +238,7 @@ class DenseQuasiNewton(torch.optim.Optimizer):
         f, g = state["f"], state["g"]
         if not math.isfinite(f) or not bool(torch.isfinite(g).all()):
             self.last["failed"] = "non-finite loss or gradient at the current point"
-            return torch.tensor(f)
+            return self._loss_tensor(f)
         H = state["H"]
         d = -torch.mv(H, g)  # (n,)
         d0 = float(torch.dot(g, d))
@@ -266,7 +272,7 @@ class DenseQuasiNewton(torch.optim.Optimizer):
         if not result.ok:
             self._set_params(x)  # stay at the last accepted point
             self.last["failed"] = f"line search: {result.message}"
-            return torch.tensor(f)
+            return self._loss_tensor(f)
         g_new = last_g["g"]
         s = result.step * d
         info = update_inverse_hessian(H, s, g_new - g, g, result.step, group["method"])
@@ -278,4 +284,4 @@ class DenseQuasiNewton(torch.optim.Optimizer):
             self.last.update({k: v for k, v in info.items() if k in ("tau", "phi")})
         state["f_prev"], state["f"], state["g"] = f, result.value, g_new
         state["iterations"] += 1
-        return torch.tensor(result.value)
+        return self._loss_tensor(result.value)

@@ -45,6 +45,7 @@ class LBFGSStage:
                                            tolerance_grad=1e-12, tolerance_change=1e-15)
         self.params = [p for p in params if p.requires_grad]
         self._last: Optional[dict] = None
+        self._new_objective = False  # see invalidate
         self.last: Dict[str, object] = {}
 
     @property
@@ -52,7 +53,15 @@ class LBFGSStage:
         return self.optimizer.param_groups
 
     def invalidate(self) -> None:
+        """The objective changed: forget the last evaluation, and make the next iteration add
+        no curvature pair. torch's L-BFGS builds the pair of an iteration from the gradient
+        it kept from the previous one (``prev_flat_grad``); across a change of objective that
+        would be y = g_new(x_k+1) - g_old(x_k), a difference of two functions' gradients. The
+        first iteration on the new objective therefore sets ``prev_flat_grad`` to its own
+        gradient (y = 0: torch skips the pair) and steps with the memory kept; the pairs
+        after it are built from one objective."""
         self._last = None
+        self._new_objective = True
 
     @property
     def evaluations(self) -> int:
@@ -84,6 +93,13 @@ class LBFGSStage:
                     "terms": {k: v.detach() for k, v in terms.items()}}
             if not seen:  # terms at the start of the iteration
                 seen.update(_values(total, terms))
+                state = self.optimizer.state[params[0]]
+                if self._new_objective and state.get("prev_flat_grad") is not None:
+                    # Read by torch after this first evaluation: see invalidate().
+                    state["prev_flat_grad"] = torch.cat([
+                        torch.zeros_like(p).reshape(-1) if p.grad is None
+                        else p.grad.reshape(-1) for p in params])
+                self._new_objective = False
             elif not torch.isfinite(total):
                 seen["total"] = float("nan")  # a poisoned line search: recover like Adam
             return total
@@ -92,9 +108,11 @@ class LBFGSStage:
         return seen
 
     def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
+        return {**self.optimizer.state_dict(), "new_objective": self._new_objective}
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self._new_objective = bool(state.pop("new_objective", False))
         self.optimizer.load_state_dict(state)
         self._last = None
 
