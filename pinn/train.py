@@ -78,10 +78,12 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
     return Trainer(cfg, model, pde, paths, logger, data=data)
 
 
-# Keys that fix the network's shape: a checkpoint fits only a config that agrees on them.
+# Keys that fix the network (its shape, precision and BN mode): a checkpoint fits only a
+# config that agrees on them. (The quasi-Newton method may change: pinn.optim.stages converts.)
 SHAPE_KEYS = ("model.depth", "model.width", "model.activation", "model.norm", "model.periodic",
               "model.harmonics", "model.fourier_features", "model.fourier_sigma",
-              "model.hard_initial", "model.hard_boundary", "pde.outputs", "precision")
+              "model.hard_initial", "model.hard_boundary", "pde.outputs", "precision",
+              "bn.mode")
 # Keys that may differ between a run and its continuation under trainer.resume=auto.
 FREE_KEYS = ("trainer", "log", "device", "tf32", "distributed")
 
@@ -102,10 +104,15 @@ def _flat(cfg: DictConfig) -> Dict[str, object]:
 
 
 def shape_differences(cfg: DictConfig, saved: DictConfig) -> List[str]:
-    """The shape keys on which a saved run's config and this one disagree, as 'key: a -> b'."""
+    """The shape keys on which a saved run's config and this one disagree, as 'key: a -> b';
+    also the learned coefficients (``pde.unknown``: their names are parameters)."""
     a, b = _flat(saved), _flat(cfg)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
-            if k.startswith(SHAPE_KEYS) and a.get(k) != b.get(k)]
+    out = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+           if k.startswith(SHAPE_KEYS) and a.get(k) != b.get(k)]
+    names = [sorted((c.get("pde", {}).get("unknown") or {}).keys()) for c in (saved, cfg)]
+    if names[0] != names[1]:
+        out.append(f"pde.unknown: {names[0]} -> {names[1]}")
+    return out
 
 
 def _saved_config(ckpt: Checkpoint) -> DictConfig:
@@ -277,7 +284,8 @@ def main(cfg: DictConfig) -> dict:
             diff = shape_differences(cfg, _saved_config(resume))
             if diff:
                 raise ConfigError(f"trainer.resume={cfg.trainer.resume}: the run's network "
-                                  f"differs in {'; '.join(diff)}")
+                                  f"differs in {'; '.join(diff)}; resume with the run's "
+                                  "values or start a new run")
         if ranks:
             distributed.check_sets(cfg, pde, data)
         if distributed.env_rank() == 0:

@@ -28,7 +28,7 @@ from pinn.logs import RunLogger
 from pinn.losses import (CausalWeighting, grad_norm_weights, loss_terms, residual_magnitude,
                          weighted_total)
 from pinn.nn.norm import bn_layers, calibrate_bn, running_statistics_fixed, set_bn_mode
-from pinn.optim.stages import build_quasi_newton
+from pinn.optim.stages import build_quasi_newton, load_quasi_newton
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
 from pinn.sampling import Batch, Sampler
@@ -389,10 +389,10 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.qn = None
         qn_state = state.get("qn", state.get("lbfgs"))  # "lbfgs": checkpoints before optim.qn
+        qn_note = None
         if qn_state is not None:
-            self.qn = build_quasi_newton(self.cfg.optim, list(self.model.parameters()),
-                                         float(state["lr_factor"]))
-            self.qn.load_state_dict(qn_state)
+            self.qn, qn_note = load_quasi_newton(self.cfg.optim, list(self.model.parameters()),
+                                                 float(state["lr_factor"]), qn_state)
         # A checkpoint holds CPU tensors (pinn.device.to_cpu): the batch comes back to the run's
         # device; the model and optimizers copy their state onto their parameters' device.
         # The global batch: a checkpoint of N ranks resumes on M.
@@ -400,6 +400,8 @@ class Trainer:
                                  for k, v in state["batch"].items()}))
         self.step, self.stage = int(state["step"]), str(state["stage"])
         self.events = list(state["events"])
+        if qn_note:
+            self.events.append({"step": self.step, "event": qn_note})
         self.train_seconds = float(state["train_seconds"])
         self.compile_seconds = float(state.get("compile_seconds", 0.0))
         self.loop_seconds = float(state.get("loop_seconds", 0.0))

@@ -152,15 +152,58 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
 
 
 def test_resume_with_a_different_network_is_refused(tmp_path):
+    """Shape, precision and BN mode fix what the checkpoint holds: a change is refused in one
+    line naming it (nothing trained, exit 2)."""
     run_dir = tmp_path / "run"
     p = run_cli([*EXACT, "trainer.steps=2", "trainer.qn_steps=0", f"hydra.run.dir={run_dir}"],
                 cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    p = run_cli([*EXACT, "model.width=13", f"trainer.resume={run_dir}",
-                 f"hydra.run.dir={tmp_path / 'again'}"], cwd=tmp_path)
-    assert p.returncode == 2
-    assert p.stderr.strip().splitlines() == [
-        f"error: trainer.resume={run_dir}: the run's network differs in model.width: 12 -> 13"]
+    for change, named in [("model.width=13", "model.width: 12 -> 13"),
+                          ("precision=float32", "precision: 'float64' -> 'float32'"),
+                          ("bn.mode=frozen", "bn.mode: 'detached' -> 'frozen'")]:
+        p = run_cli([*EXACT, change, f"trainer.resume={run_dir}",
+                     f"hydra.run.dir={tmp_path / 'again'}"], cwd=tmp_path)
+        assert p.returncode == 2, change
+        assert p.stderr.strip().splitlines() == [
+            f"error: trainer.resume={run_dir}: the run's network differs in {named}; "
+            "resume with the run's values or start a new run"]
+    assert load_checkpoint(RunPaths(run_dir).last_checkpoint).step == 2
+
+
+@pytest.mark.parametrize("before, after", [("lbfgs", "ssbroyden"), ("ssbroyden", "lbfgs"),
+                                           ("bfgs", "ssbroyden")])
+def test_resume_with_another_quasi_newton_method_converts_its_state(before, after, tmp_path):
+    """Stopped in the quasi-Newton stage of one method and resumed with another: the state
+    converts (an event says how), the run finishes, and the loss keeps falling."""
+    cfg = compose_cfg([*EXACT, f"optim.qn={before}", "sampler.resample_every=0"])
+    tr = build_trainer(cfg, RunPaths(tmp_path))
+    after_step = tr._after_step
+
+    def stop_in_the_stage(terms, t0):
+        after_step(terms, t0)
+        if tr.step == 15:
+            tr.stop_requested = "SIGTERM"
+
+    tr._after_step = stop_in_the_stage
+    assert tr.fit()["status"] == "interrupted"
+    loss_at_stop = tr.last_terms["total"]
+    ckpt = load_checkpoint(RunPaths(tmp_path).last_checkpoint)
+    cfg2 = compose_cfg([*EXACT, f"optim.qn={after}", "sampler.resample_every=0",
+                        "trainer.qn_steps=12"])
+    resumed = build_trainer(cfg2, RunPaths(tmp_path), resume_step=ckpt.step)
+    resumed.load_training_state(ckpt.extra["training"])
+    assert resumed.qn.name == after
+    how = {("lbfgs", "ssbroyden"): "the inverse Hessian built from L-BFGS's memory (",
+           ("ssbroyden", "lbfgs"): "L-BFGS starts with an empty memory",
+           ("bfgs", "ssbroyden"): "the inverse Hessian carried over"}[before, after]
+    notes = [e["event"] for e in resumed.events if "optim.qn changed" in e["event"]]
+    assert len(notes) == 1
+    assert notes[0].startswith(f"optim.qn changed from {before} to {after} at resume: {how}")
+    metrics = resumed.fit()
+    assert metrics["status"] == "completed" and metrics["qn_method"] == after
+    assert metrics["steps"] == 24
+    assert metrics["loss/total"] < loss_at_stop
+    assert metrics["qn_evaluations"] > 0
 
 
 def test_resume_auto_picks_the_newest_run_with_the_same_config(tmp_path):

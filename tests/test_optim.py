@@ -379,3 +379,35 @@ def test_the_dense_step_returns_the_loss_in_float64():
 
     out = opt.step(closure)
     assert out.dtype == torch.float64 and out.item() == values[-1]
+
+
+def test_the_dense_matrix_of_an_lbfgs_memory_gives_its_two_loop_direction():
+    """lbfgs_inverse_hessian(state) @ g equals L-BFGS's two-loop recursion on g (written out
+    here), for the memory torch's L-BFGS keeps after a few iterations on Rosenbrock."""
+    from pinn.optim.stages import LBFGSStage, lbfgs_inverse_hessian
+
+    p = torch.nn.Parameter(torch.tensor([-1.2, 1.0, -0.5, 0.8, 1.3], dtype=torch.float64))
+
+    def evaluate():
+        f, g = rosenbrock(p.detach().numpy())
+        p.grad = torch.tensor(g)
+        return torch.tensor(f, dtype=torch.float64), {}
+
+    stage = LBFGSStage([p], lr=1.0, history=4)
+    for _ in range(8):
+        stage.step(evaluate)
+    st = stage.optimizer.state[p]
+    H, pairs = lbfgs_inverse_hessian(stage.state_dict(), 5, torch.float64, p.device)
+    assert pairs == len(st["old_dirs"]) == 4
+    g = torch.tensor(np.random.default_rng(3).standard_normal(5))
+    q, alphas = g.clone(), []
+    for s, y in reversed(list(zip(st["old_stps"], st["old_dirs"]))):
+        a = torch.dot(s, q) / torch.dot(y, s)
+        alphas.append(a)
+        q -= a * y
+    r = q * st["H_diag"]
+    for (s, y), a in zip(zip(st["old_stps"], st["old_dirs"]), reversed(alphas)):
+        b = torch.dot(y, r) / torch.dot(y, s)
+        r += (a - b) * s
+    assert torch.allclose(H @ g, r, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(H, H.T, rtol=0, atol=1e-12 * H.abs().max())

@@ -194,6 +194,75 @@ class DenseStage:
         self._terms = state["terms"]
 
 
+def saved_method(state: dict) -> str:
+    """The quasi-Newton method a stage's ``state_dict`` belongs to."""
+    if "optimizer" in state and "terms" in state:  # DenseStage
+        return str(state["optimizer"]["param_groups"][0]["method"])
+    return "lbfgs"
+
+
+def lbfgs_inverse_hessian(state: dict, n: int, dtype: torch.dtype,
+                          device: torch.device) -> Tuple[torch.Tensor, int]:
+    """The inverse-Hessian estimate that torch's L-BFGS memory stands for, as a dense (n, n)
+    matrix: ``H_diag * I`` updated by BFGS with each kept pair (s, y), oldest first; H g is
+    the direction L-BFGS's two-loop recursion computes. Returns H and the number of pairs."""
+    st = next(iter(state["state"].values()), {}) if state.get("state") else {}
+    H = torch.eye(n, dtype=dtype, device=device)
+    pairs = list(zip(st.get("old_stps", []), st.get("old_dirs", [])))
+    if not pairs:
+        return H, 0
+    H.mul_(float(st.get("H_diag", 1.0)))
+    for s, y in pairs:
+        s, y = s.to(dtype=dtype, device=device), y.to(dtype=dtype, device=device)
+        rho = 1.0 / float(torch.dot(y, s))
+        Hy = torch.mv(H, y)
+        yHy = float(torch.dot(y, Hy))
+        # (I - rho s y') H (I - rho y s') + rho s s', written as rank-one updates
+        H.addr_(s, Hy, alpha=-rho)
+        H.addr_(Hy, s, alpha=-rho)
+        H.addr_(s, s, alpha=rho * rho * yHy + rho)
+    return H, len(pairs)
+
+
+def _lbfgs_evaluations(state: dict) -> int:
+    st = next(iter(state["state"].values()), {}) if state.get("state") else {}
+    return int(st.get("evaluations", 0))
+
+
+def load_quasi_newton(o, params: List[torch.Tensor], lr_factor: float,
+                      state: dict) -> Tuple[object, Optional[str]]:
+    """The stage that ``o`` names, continuing from a saved stage's ``state``, and a note when
+    the saved stage ran another method (a run resumed with another ``optim.qn``):
+
+    - between dense methods (bfgs, ssbfgs, ssbroyden): the inverse Hessian carries over as is;
+    - L-BFGS -> dense: H is the matrix L-BFGS's memory stands for (:func:`lbfgs_inverse_hessian`);
+    - dense -> L-BFGS: L-BFGS starts with an empty memory (n x n numbers hold no pairs).
+
+    The parameters are untouched in every case; only the curvature estimate changes hands.
+    """
+    stage = build_quasi_newton(o, params, lr_factor)
+    saved = saved_method(state)
+    if saved == stage.name:
+        stage.load_state_dict(state)
+        return stage, None
+    change = f"optim.qn changed from {saved} to {stage.name} at resume"
+    if isinstance(stage, DenseStage) and saved != "lbfgs":
+        stage.load_state_dict(state)
+        stage.optimizer.param_groups[0]["method"] = stage.name
+        return stage, f"{change}: the inverse Hessian carried over"
+    if isinstance(stage, DenseStage):
+        opt = stage.optimizer
+        H, pairs = lbfgs_inverse_hessian(state, opt.n, params[0].dtype, params[0].device)
+        st = opt._state
+        st.update(H=H, updates_since_reset=pairs, evaluations=_lbfgs_evaluations(state))
+        return stage, (f"{change}: the inverse Hessian built from L-BFGS's memory "
+                       f"({pairs} pairs)")
+    dense = state["optimizer"]["state"]
+    evaluations = int(next(iter(dense.values()), {}).get("evaluations", 0)) if dense else 0
+    stage.optimizer.state[stage.params[0]]["evaluations"] = evaluations
+    return stage, f"{change}: L-BFGS starts with an empty memory"
+
+
 def _method(o) -> str:
     return o.qn.value if hasattr(o.qn, "value") else str(o.qn)
 
