@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict
 
@@ -66,7 +66,9 @@ def _atomic_write(path: Path, write) -> None:
 def save_checkpoint(ckpt: Checkpoint, path: Path) -> None:
     """Write ``ckpt`` with every tensor on the CPU: a checkpoint holds nothing tied to the
     device it was trained on, so it loads and resumes anywhere."""
-    data = to_cpu(asdict(ckpt))
+    # Fields by reference (dataclasses.asdict would deep-copy every tensor, the dense
+    # inverse Hessian included); to_cpu copies only what lives on another device.
+    data = to_cpu({f.name: getattr(ckpt, f.name) for f in fields(ckpt)})
     _atomic_write(Path(path), lambda f: torch.save(data, f))
 
 

@@ -423,6 +423,12 @@ class Trainer:
         Several ranks hold the same state: rank 0 writes it."""
         if distributed.is_writer():
             self._write_checkpoint()
+        self._keep_good_state()
+
+    def _keep_good_state(self) -> None:
+        """Copy the state for a rollback (:meth:`_recover`), the previous copy dropped first:
+        with a dense quasi-Newton stage each copy holds an n x n inverse Hessian."""
+        self._good = None
         self._good = copy.deepcopy(self.training_state())
 
     def _write_checkpoint(self) -> None:
@@ -525,8 +531,8 @@ class Trainer:
         """Handle a non-finite loss or gradient at ``bad_step``; returns a stop message, or None
         when training goes on from the last good state with a lower learning rate."""
         tc = self.cfg.trainer
-        good = copy.deepcopy(self._good)
-        self.load_training_state(good)
+        self.qn = None  # its state is replaced: free it before the copy (see _keep_good_state)
+        self.load_training_state(copy.deepcopy(self._good))
         policy = choice(tc.on_nonfinite)
         if policy == "rollback" and self.rollbacks < tc.max_rollbacks:
             self.rollbacks += 1
@@ -557,7 +563,8 @@ class Trainer:
         tc = self.cfg.trainer
         if self.step == 0:
             self.save()  # a run killed at any moment after this can be resumed
-        self._good = copy.deepcopy(self.training_state())
+        else:
+            self._keep_good_state()
         loop0, loop_before = time.perf_counter(), self.loop_seconds
         budget = None if tc.max_minutes is None else 60.0 * tc.max_minutes
         self._clock = (loop0, loop_before, budget)

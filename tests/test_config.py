@@ -44,8 +44,9 @@ def test_a_network_too_large_for_a_dense_method_is_refused_before_training(tmp_p
     assert p.returncode == 2
     err = p.stderr.strip().splitlines()
     assert len(err) == 1, p.stderr
-    assert ("optim.qn=ssbroyden: the network has 12,737 parameters, and a dense inverse Hessian "
-            "would take 1.21 GiB (12,737^2 x 8 bytes)") in err[0] and "optim.qn=lbfgs" in err[0]
+    assert ("optim.qn=ssbroyden: the network has 12,737 parameters; a dense inverse Hessian "
+            "takes 1.21 GiB (12,737^2 x 8 bytes) and training holds up to 3 such matrices at "
+            "once, 3.63 GiB") in err[0] and "optim.qn=lbfgs" in err[0]
     assert not run_dir.exists()
 
 

@@ -258,7 +258,8 @@ def test_state_dict_resumes_bit_exactly(method):
 
 def test_a_network_too_large_for_a_dense_method_is_refused():
     net = torch.nn.Linear(100, 100).double()  # 10,100 parameters
-    with pytest.raises(ValueError, match=r"0\.76 GiB.*optim\.qn=lbfgs"):
+    with pytest.raises(ValueError, match=r"0\.76 GiB .*3 such matrices at once, 2\.28 GiB"
+                                         r".*optim\.qn=lbfgs"):
         DenseQuasiNewton(net.parameters(), method="ssbroyden", max_params=10_000)
 
     class O:
@@ -411,3 +412,53 @@ def test_the_dense_matrix_of_an_lbfgs_memory_gives_its_two_loop_direction():
         r += (a - b) * s
     assert torch.allclose(H @ g, r, rtol=1e-12, atol=1e-14)
     assert torch.allclose(H, H.T, rtol=0, atol=1e-12 * H.abs().max())
+
+
+PEAK_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from tests.conftest import compose_cfg
+from pinn.paths import RunPaths
+from pinn.train import build_trainer
+
+cfg = compose_cfg(["pde=heat", "precision=float64", "model.depth=2", "model.width=48",
+                   "sampler.n_interior=64", "sampler.n_initial=16", "sampler.n_boundary=16",
+                   "sampler.resample_every=3", "trainer.steps=2", "trainer.qn_steps=6",
+                   "trainer.checkpoint_every=1", "trainer.progress=false",
+                   "log.tensorboard=false", "pde.eval_nx=8", "pde.eval_nt=4",
+                   "optim.qn=ssbroyden"])
+tr = build_trainer(cfg, RunPaths(Path(sys.argv[1])))
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+marks = {}
+qn_step = tr.qn_step
+
+def first_qn_step():
+    marks.setdefault("before", peak())  # the stage does not exist yet
+    return qn_step()
+
+tr.qn_step = first_qn_step
+assert tr.fit()["status"] == "completed"
+tr._recover(tr.step)  # a rollback: the state copied back
+n = sum(p.numel() for p in tr.model.parameters())
+print(n, peak() - marks["before"])
+"""
+
+
+def test_the_dense_size_limit_counts_the_real_peak(tmp_path):
+    """A dense stage through checkpoints (every step), two redraws and a rollback: the growth
+    of the process's peak resident memory is what dense_memory_bytes says (H is 52 MB here,
+    far above everything else the run allocates)."""
+    import subprocess
+    import sys
+
+    from pinn.optim.dense import DENSE_COPIES, dense_memory_bytes
+    from tests.conftest import REPO
+
+    p = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(tmp_path)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    n, growth = map(int, p.stdout.split()[-2:])
+    one = n * n * 8
+    assert growth <= dense_memory_bytes(n, 8) + one // 4, growth / one
+    assert growth >= (DENSE_COPIES - 1) * one, growth / one  # the count is not loose either

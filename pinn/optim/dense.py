@@ -51,13 +51,27 @@ from pinn.optim.line_search import strong_wolfe
 METHODS = ("bfgs", "ssbfgs", "ssbroyden")
 
 
+# n x n matrices alive at once at the peak of a dense stage's memory (measured by
+# tests/test_optim.py from the process's peak resident memory): H itself, the trainer's copy of
+# the last good state for a rollback, and the buffer that a redraw symmetrizes H in and checks
+# it by a Cholesky factorization. A checkpoint is written from H in place (no copy).
+DENSE_COPIES = 3
+
+
+def dense_memory_bytes(n: int, element_size: int) -> int:
+    """Peak memory of a dense stage's n x n matrices (the rest of a run is far smaller)."""
+    return DENSE_COPIES * n * n * element_size
+
+
 def dense_size_error(method: str, n: int, element_size: int, max_params: int) -> Optional[str]:
     """The refusal of a network too large for a dense method (None when it fits)."""
     if n <= max_params:
         return None
-    gib = n ** 2 * element_size / 2**30
-    return (f"optim.qn={method}: the network has {n:,} parameters, and a dense inverse Hessian "
-            f"would take {gib:.2f} GiB ({n:,}^2 x {element_size} bytes); the limit is "
+    one = n ** 2 * element_size / 2**30
+    peak = dense_memory_bytes(n, element_size) / 2**30
+    return (f"optim.qn={method}: the network has {n:,} parameters; a dense inverse Hessian "
+            f"takes {one:.2f} GiB ({n:,}^2 x {element_size} bytes) and training holds up to "
+            f"{DENSE_COPIES} such matrices at once, {peak:.2f} GiB; the limit is "
             f"optim.max_dense_params={max_params:,}. Use optim.qn=lbfgs, a smaller network, or "
             f"raise the limit")
 
@@ -205,8 +219,16 @@ class DenseQuasiNewton(torch.optim.Optimizer):
         Returns True when H was reset."""
         state = self._state
         H = state["H"]
-        H.copy_((H + H.T) / 2)
-        if torch.linalg.cholesky_ex(H).info.item() != 0:
+        # One n x n buffer for both the symmetrized matrix and its Cholesky factor (see
+        # DENSE_COPIES).
+        work = torch.add(H, H.mT)
+        work.mul_(0.5)
+        H.copy_(work)
+        # LAPACK writes its factor column-major: work.mT is that layout (no hidden copy).
+        _, info = torch.linalg.cholesky_ex(H, out=(work.mT, torch.empty(
+            (), dtype=torch.int32, device=H.device)))
+        del work
+        if info.item() != 0:
             self.reset_hessian()
             return True
         return False
