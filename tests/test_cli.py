@@ -99,9 +99,9 @@ def test_multirun_gives_one_folder_per_job_with_hparams(tmp_path):
 
 
 def test_default_run_compiles_and_trains_the_same_function(tmp_path):
-    """With the default settings the taylor engine is compiled (or, without a working
-    compiler, falls back to eager and says so); compiled and eager training agree to rounding
-    in float64, and the compile time is reported apart from the training time."""
+    """With the default settings the taylor engine is compiled; compiled and eager training
+    agree to rounding in float64, and the compile time is reported apart from the training
+    time. Skipped, with the reason, where no compiler works (both runs would be eager)."""
     common = ["precision=float64", *SMALL, "log.figures=false"]
     p = run_cli([*common, f"hydra.run.dir={tmp_path / 'compiled'}"], cwd=REPO, defaults=True)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -114,12 +114,13 @@ def test_default_run_compiles_and_trains_the_same_function(tmp_path):
     assert "compile_status" not in eager_run
     status = compiled["compile_status"]
     assert "compile_status" in p.stdout
-    if status.startswith("compiled"):
-        assert compiled["compile_time_s"] > 0
-        assert compiled["train_time_s"] + compiled["compile_time_s"] < compiled["wall_time_s"]
-    else:  # no usable compiler here: the fallback is reported, once
+    if not status.startswith("compiled"):
+        # Both runs were eager: comparing them would show nothing. The fallback itself is
+        # tested by test_missing_compiler_falls_back_to_eager_once.
         assert "eager fallback" in status
-        assert (p.stdout + p.stderr).count("torch.compile failed") == 1
+        pytest.skip(f"no working compiler on this machine: {status}")
+    assert compiled["compile_time_s"] > 0
+    assert compiled["train_time_s"] + compiled["compile_time_s"] < compiled["wall_time_s"]
     for key in ("loss/total", "loss/res", "error/l2_rel/u"):
         assert compiled[key] == pytest.approx(eager_run[key], rel=1e-10), key
 

@@ -117,21 +117,43 @@ def _wait_for(path, timeout=60):
         time.sleep(0.05)
 
 
+def _checkpoint_step(path):
+    try:
+        return load_checkpoint(path).step
+    except (CheckpointError, OSError):
+        return -1  # not written yet
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kill_9_at_a_random_moment_then_resume(seed, tmp_path, cli_reference):
+    """SIGKILL at a random moment of a run (after a random checkpoint, plus a random delay of up
+    to two checkpoint intervals): the process must really die mid-run (return code -9,
+    checkpoint before the last step), and the resumed run ends bitwise where the
+    uninterrupted one did."""
+    total = 320  # trainer.steps=300 + trainer.qn_steps=20 (see _train_cmd)
+    rng = random.Random(seed)
+    target = rng.randrange(7, 250, 7)  # a checkpoint step well before the end
     run_dir = tmp_path / "run"
+    last = RunPaths(run_dir).last_checkpoint
     proc = subprocess.Popen(_train_cmd(run_dir), cwd=REPO, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(RunPaths(run_dir).last_checkpoint)  # the step-0 checkpoint
-    time.sleep(random.Random(seed).uniform(0.0, 2.0))
+    t0 = time.time()
+    while _checkpoint_step(last) < target:
+        assert proc.poll() is None, "the run ended before the kill"
+        assert time.time() - t0 < 120, f"no checkpoint of step {target} within 2 minutes"
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 0.05))
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # killed, not finished
+    killed_at = _checkpoint_step(last)
+    assert target <= killed_at < total
     p = subprocess.run(_train_cmd(tmp_path / "second", [f"trainer.resume={run_dir}"]), cwd=REPO,
                        env=_env(), capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "resuming" in p.stderr
-    final = load_checkpoint(RunPaths(run_dir).last_checkpoint).model
-    assert all(torch.equal(final[k], cli_reference[k]) for k in cli_reference)
+    assert f"from step {killed_at}" in p.stderr
+    final = load_checkpoint(last)
+    assert final.step == total
+    assert all(torch.equal(final.model[k], cli_reference[k]) for k in cli_reference)
     assert not list(RunPaths(run_dir).checkpoints.glob("*.tmp"))
 
 
