@@ -26,6 +26,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -47,7 +48,14 @@ class Group:
 
 _GROUP: Optional[Group] = None
 _LOCAL = 0  # depth of local() contexts: reductions are identities inside
-_STORE = None  # a client of the launcher's key-value store (survivor census), or None
+_WRITER = 0  # the rank that writes the run folder (rank 0; after a lost rank, see census)
+
+
+class CollectiveError(RuntimeError):
+    """A collective operation of this module failed: a rank died, or did not answer within
+    ``distributed.timeout_s``. Every collective the training step makes goes through
+    :func:`_collective`, which raises this type whatever the backend's own error says, so
+    that the trainer recognises a lost rank by type, never by message text."""
 
 
 def launched() -> bool:
@@ -77,8 +85,9 @@ def current() -> Optional[Group]:
 
 
 def is_writer() -> bool:
-    """Whether this process writes the run folder: rank 0, or the only process."""
-    return _GROUP is None or _GROUP.rank == 0
+    """Whether this process writes the run folder: rank 0, or the only process (after a lost
+    rank: the lowest surviving rank, see :func:`census`)."""
+    return _GROUP is None or _GROUP.rank == _WRITER
 
 
 @contextmanager
@@ -119,7 +128,7 @@ def start(device_spec: str, timeout_s: float) -> Group:
         timeout_s: how long a collective may wait for a rank that does not answer before the
             run ends (``distributed.timeout_s``).
     """
-    global _GROUP, _STORE
+    global _GROUP, _WRITER
     world, rank, local_rank = env_world(), env_rank(), env_local_rank()
     device = rank_device(device_spec, local_rank, world)
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -127,53 +136,68 @@ def start(device_spec: str, timeout_s: float) -> Group:
         torch.cuda.set_device(device)
     dist.init_process_group(backend, timeout=timedelta(seconds=float(timeout_s)))
     _GROUP = Group(rank, world, local_rank, backend, device)
-    _STORE = _census_store()
+    _WRITER = 0
     return _GROUP
-
-
-def _census_store():
-    """A client of torchrun's own key-value store, which outlives the ranks (so that the
-    survivors of a lost rank can count each other); None when the launcher hosts none."""
-    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
-        return None
-    try:
-        return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
-                             is_master=False, timeout=timedelta(seconds=10))
-    except Exception:  # noqa: BLE001 - the census is a courtesy; the run ends either way
-        return None
 
 
 def stop() -> None:
     """Leave the process group (tensors that hold communication state must be freed first:
     a group destroyed under live ones aborts the process at exit)."""
-    global _GROUP, _STORE
+    global _GROUP, _WRITER
     gc.collect()
     if dist.is_initialized():
         try:
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - a broken group (a lost rank) cannot be torn down
             pass
-    _GROUP, _STORE = None, None
+    _GROUP, _WRITER = None, 0
 
 
 # -- reductions -----------------------------------------------------------------------------
+def _collective(fn: Callable, *args, **kwargs):
+    """Run one collective of the process group; any failure becomes :class:`CollectiveError`
+    (its cause chained), whatever the backend raised and said."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - every failure of a collective means the same
+        raise CollectiveError(f"{getattr(fn, '__name__', 'collective')}: {e}") from e
+
+
+def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
+    """In-place all-reduce of ``t`` (sum unless ``op``); returns ``t``."""
+    _collective(dist.all_reduce, t, op=dist.ReduceOp.SUM if op is None else op)
+    return t
+
+
 def all_sum(t: torch.Tensor) -> torch.Tensor:
     """The sum of ``t`` over the ranks (a new tensor, no gradient); ``t`` itself on one
     process."""
     if current() is None:
         return t
-    out = t.detach().clone()
-    dist.all_reduce(out)
-    return out
+    return _all_reduce(t.detach().clone())
 
 
 def all_max(t: torch.Tensor) -> torch.Tensor:
     """The elementwise maximum of ``t`` over the ranks; ``t`` on one process."""
     if current() is None:
         return t
-    out = t.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.MAX)
-    return out
+    return _all_reduce(t.detach().clone(), dist.ReduceOp.MAX)
+
+
+class _GlobalSum(torch.autograd.Function):
+    """Sum over the ranks whose backward pass is the sum of the ranks' gradients (both
+    all-reduces through :func:`_collective`, so a rank lost inside ``backward()`` is a
+    :class:`CollectiveError` too)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        return _all_reduce(t.clone(memory_format=torch.contiguous_format))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        # Itself a _GlobalSum: differentiable again, as derivatives with respect to the inputs
+        # (create_graph=True) followed by the parameter gradient need.
+        return _GlobalSum.apply(grad)
 
 
 def global_sum(t: torch.Tensor) -> torch.Tensor:
@@ -183,9 +207,7 @@ def global_sum(t: torch.Tensor) -> torch.Tensor:
         return t
     if not t.requires_grad:
         return all_sum(t)
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(t)
+    return _GlobalSum.apply(t)
 
 
 def moments(h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -208,8 +230,7 @@ def reduce_gradients(params: Sequence[torch.Tensor]) -> int:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
+    flat = _all_reduce(torch.cat([g.reshape(-1) for g in grads]))
     offset = 0
     for g in grads:
         n = g.numel()
@@ -271,8 +292,7 @@ def sharded_map(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: tor
     part = fn(x[a:b], t[a:b]).detach()
     full = part.new_zeros(x.shape[0])
     full[a:b] = part
-    dist.all_reduce(full)
-    return full
+    return _all_reduce(full)
 
 
 def check_sets(cfg, pde, data) -> None:
@@ -302,38 +322,48 @@ def from_rank0(value: str) -> str:
     if current() is None:
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    _collective(dist.broadcast_object_list, box, src=0)
     return box[0]
 
 
 # -- a lost rank ----------------------------------------------------------------------------
 def is_communication_error(e: BaseException) -> bool:
-    """Whether ``e`` is a collective that failed (a rank died, or did not answer in time)."""
-    if current() is None:
-        return False
-    if isinstance(e, getattr(dist, "DistError", ())):
-        return True
-    text = str(e).lower()
-    return isinstance(e, RuntimeError) and any(
-        w in text for w in ("gloo", "nccl", "connection", "peer", "timed out", "timeout"))
+    """Whether ``e`` is a collective that failed (a rank died, or did not answer in time): a
+    :class:`CollectiveError`, by type."""
+    return current() is not None and isinstance(e, CollectiveError)
 
 
-def survivors(wait_s: float = 3.0) -> Optional[List[int]]:
-    """The ranks still alive after a failed collective, by a census in torchrun's key-value
-    store (each survivor signs in, then waits up to ``wait_s`` for the others); None when
-    there is no store to count with."""
+CENSUS = ".ranks"  # the run folder's sub-folder where the survivors of a lost rank sign in
+
+
+def census_token() -> str:
+    """A name for this launch of the run, the same on every rank (rank 0's, broadcast): the
+    census of a later launch in the same run folder does not count this one's signatures."""
+    return from_rank0(f"{os.getpid()}-{time.time_ns()}")
+
+
+def census(folder: Path, wait_s: float = 3.0) -> List[int]:
+    """The ranks still alive after a failed collective. Each survivor signs in by creating
+    ``folder/<rank>`` (``folder`` in the run folder, shared by the ranks that write it) and
+    waits up to ``wait_s`` for the others; signatures stay, so a rank that notices the failure
+    later still counts those who signed before. The lowest rank alive becomes the writer
+    (:func:`is_writer`): it writes the checkpoint and metrics.json, even when rank 0 is the
+    one lost. No launcher store is needed (none may outlive rank 0), and no error text is
+    read.
+
+    Ranks on nodes that do not share ``folder`` cannot see each other: each node then counts
+    its own survivors and writes its own copy of the run folder's checkpoint."""
+    global _WRITER
     group = _GROUP
-    if group is None or _STORE is None:
-        return None
-    try:
-        prefix = f"pinn/survivors/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}/"
-        _STORE.set(f"{prefix}{group.rank}", "1")
-        deadline = time.monotonic() + wait_s
-        alive: List[int] = []
-        while True:
-            alive = [r for r in range(group.world) if _STORE.check([f"{prefix}{r}"])]
-            if len(alive) == group.world or time.monotonic() >= deadline:
-                return alive
-            time.sleep(0.1)
-    except Exception:  # noqa: BLE001
-        return None
+    if group is None:
+        return [0]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(group.rank)).touch()
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+        if len(alive) == group.world or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    _WRITER = min(alive)
+    return alive

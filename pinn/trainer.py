@@ -67,6 +67,9 @@ class Trainer:
         self.dtype, self.device = first.dtype, first.device  # the run's; see pinn.device
         # One rank of several under torchrun (pinn.distributed), or None: one process.
         self.group = distributed.current()
+        # Where the survivors of a lost rank count each other (see distributed.census).
+        self.census_dir = (None if self.group is None else
+                           paths.root / distributed.CENSUS / distributed.census_token())
         # Observations are fixed for the whole run (never redrawn), on the run's device; on
         # one rank of several, this rank's slice of them (global_data: all of them).
         self.global_data = None if data is None else data.to(self.dtype, self.device)
@@ -658,13 +661,13 @@ class Trainer:
             self.sampler.load_state_dict(snap["sampler"])
             self._set_batch(snap["batch"])
             self.weights = snap["weights"]
-        alive = distributed.survivors()
+        # The survivors count each other in the run folder; the lowest of them becomes the
+        # writer (rank 0 may be the one lost) and writes the checkpoint, then metrics.json.
+        alive = distributed.census(self.census_dir)
         world = self.group.world
-        lost = sorted(set(range(world)) - set(alive)) if alive else []
+        lost = sorted(set(range(world)) - set(alive))
         who = (f"rank {', '.join(map(str, lost))}" if lost else "another rank")
-        writer = min(alive) if alive else 0
-        wrote = self.group.rank == writer
-        if wrote:
+        if distributed.is_writer():
             self._write_checkpoint()
         cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         cause = cause if len(cause) <= 120 else cause[:117] + "..."

@@ -238,26 +238,52 @@ def test_torchrun_rank0_writes_and_a_two_rank_checkpoint_resumes_on_one(tmp_path
             assert rel_max(on_two.model[name], value) <= 1e-12, name
 
 
-@pytest.mark.parametrize("killed", [1, 0])
-def test_torchrun_killed_rank_ends_the_run_with_a_checkpoint(killed, tmp_path):
-    """A rank is killed (SIGKILL) as step 5 begins: the survivor ends within seconds, writes the
-    checkpoint of step 5 (the last completed) and says which rank was lost, once. metrics.json
-    is rank 0's: written when rank 1 was lost, absent when rank 0 was."""
-    r = torchrun([*QUICK, "trainer.steps=50", "trainer.qn_steps=0",
-                  "distributed.debug_kill_at=5", f"distributed.debug_kill_rank={killed}",
-                  "distributed.timeout_s=60"], tmp_path, timeout=120)
+def _check_lost_rank_run(r, killed, cwd):
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, r.stderr[-3000:]
     assert f"rank {killed} of 2" in lines[0] and "step 5" in lines[0], lines[0]
-    run = next(p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir())
+    run = next(p for p in (cwd / "outputs").glob("*/*") if p.is_dir())
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt.step == 5
-    if killed == 1:
-        metrics = json.loads((run / "metrics.json").read_text())
-        assert metrics["status"] == "failed" and metrics["lost_ranks"] == [1]
-    else:
-        assert not (run / "metrics.json").exists()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["lost_ranks"] == [killed]
+    assert metrics["steps"] == 5
+
+
+@pytest.mark.parametrize("killed", [1, 0])
+def test_torchrun_killed_rank_ends_the_run_with_a_checkpoint(killed, tmp_path):
+    """A rank is killed (SIGKILL) as step 5 begins: the survivor ends within seconds, writes the
+    checkpoint of step 5 (the last completed) and metrics.json, and says which rank was lost,
+    once; also when the lost rank is rank 0."""
+    r = torchrun([*QUICK, "trainer.steps=50", "trainer.qn_steps=0",
+                  "distributed.debug_kill_at=5", f"distributed.debug_kill_rank={killed}",
+                  "distributed.timeout_s=60"], tmp_path, timeout=120)
+    _check_lost_rank_run(r, killed, tmp_path)
+
+
+def test_rank_0_lost_without_a_launcher_store(tmp_path):
+    """Two processes started as a scheduler starts them (RANK, WORLD_SIZE, MASTER_ADDR,
+    MASTER_PORT set by hand, no torchrun agent): rank 0 hosts the rendezvous store and dies
+    with it. Rank 1 still counts the survivors, writes the checkpoint and metrics.json, and
+    names rank 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [*QUICK, "trainer.steps=50", "trainer.qn_steps=0", "distributed.debug_kill_at=5",
+            "distributed.debug_kill_rank=0", "distributed.timeout_s=60"]
+    procs = []
+    for rank in (0, 1):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC")}
+        env.update(OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0", RANK=str(rank), LOCAL_RANK=str(rank),
+                   WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, "-m", "pinn.train", *args], cwd=tmp_path,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert procs[0].returncode == -9
+    r = subprocess.CompletedProcess(procs[1].args, procs[1].returncode, *outs[1])
+    _check_lost_rank_run(r, 0, tmp_path)
 
 
 def test_torchrun_sigterm_stops_every_rank_after_one_step_with_a_checkpoint(tmp_path):
@@ -299,3 +325,30 @@ def test_torchrun_refuses_a_search(tmp_path):
     assert r.returncode != 0
     assert r.stderr.count("cannot run under torchrun") == 1, r.stderr[-3000:]
 
+
+
+def test_a_lost_rank_is_recognised_by_type_and_counted_in_the_run_folder(tmp_path, monkeypatch):
+    """A failed collective is a CollectiveError whatever its text; other errors, even ones
+    whose text mentions a connection, are not. The census counts the ranks that signed in
+    (here rank 2 of 3 never does) and makes the lowest survivor the writer."""
+    from pinn import distributed as d
+
+    group = d.Group(rank=1, world=3, local_rank=1, backend="gloo", device=torch.device("cpu"))
+    monkeypatch.setattr(d, "_GROUP", group)
+    monkeypatch.setattr(d, "_WRITER", 0)
+
+    def broken(*args, **kwargs):
+        raise ValueError("anything at all")
+
+    with pytest.raises(d.CollectiveError) as caught:
+        d._collective(broken)
+    assert d.is_communication_error(caught.value)
+    assert not d.is_communication_error(RuntimeError("gloo: connection reset by peer"))
+    folder = tmp_path / d.CENSUS / "launch"
+    folder.mkdir(parents=True)
+    (folder / "0").touch()  # rank 0 signed in before this rank noticed the failure
+    assert d.census(folder, wait_s=0.2) == [0, 1]
+    assert not d.is_writer()  # rank 0 survives: it writes
+    (folder / "0").unlink()
+    assert d.census(tmp_path / d.CENSUS / "other", wait_s=0.2) == [1]
+    assert d.is_writer()  # rank 0 lost: this rank writes
