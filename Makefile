@@ -1,5 +1,5 @@
 # Two commands: `make train` (default config; creates .venv when missing) and `make test`.
-# Extra arguments: make train ARGS="pde=heat model.width=64"; make test PYTEST_ARGS="-k cli".
+# Extra arguments: make train ARGS="pde=heat model.width=32"; make test PYTEST_ARGS="-k cli".
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
