@@ -1,11 +1,11 @@
 # Two commands: `make train` (default config; creates .venv when missing) and `make test`.
-# Extra arguments: make train ARGS="pde=heat model.width=64"; make test PYTEST_ARGS="-k cli".
+# Extra arguments: make train ARGS="pde=heat model.width=32"; make test PYTEST_ARGS="-k cli".
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test setup bench clean
+.PHONY: train test setup docs bench clean
 
 train: $(STAMP)
 	$(BIN)/python -m pinn.train $(ARGS)
@@ -14,6 +14,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 setup: $(STAMP)
+
+# The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or anchor, or a
+# page missing from the nav, fails. Preview: $(BIN)/mkdocs serve
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 # torch is installed first from the pinned CPU build (constraints.txt); a bare `torch`
 # requirement would pull a multi-GB CUDA build. `pip install -e` then keeps it.
@@ -24,4 +29,4 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) outputs build dist *.egg-info
+	rm -rf $(VENV) outputs build dist site *.egg-info

@@ -16,6 +16,9 @@ import torch
 
 import pinn
 
+if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+    print(__doc__.strip())
+    sys.exit(0 if len(sys.argv) >= 2 else 2)
 run_dir = Path(sys.argv[1])
 mat = Path(sys.argv[2]) if len(sys.argv) > 2 else (
     Path(__file__).resolve().parents[2] / "shared/data/reference/raissi_pinns/burgers_shock.mat")

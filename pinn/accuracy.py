@@ -7,7 +7,7 @@ ordinary ``python -m pinn.train`` run in its own folder under ``--out`` (default
 afterwards, so every number in it can be traced to a run. Written: ``accuracy.md`` (Markdown)
 and ``accuracy.json`` in ``--out``; the Markdown table is printed.
 
-    python -m pinn.accuracy                  # the full suite (documented budget in the README)
+    python -m pinn.accuracy                  # the full suite (budget in docs/accuracy.md)
     python -m pinn.accuracy --quick          # a few minutes: the default recipe, one seed
     python -m pinn.accuracy --cases heat_precise,burgers_precise --seeds 0,1,2
     python -m pinn.accuracy --list           # the cases, their commands and budgets
@@ -86,7 +86,7 @@ BUDGETS = {"wave": 8.0}
 def full_suite() -> List[Case]:
     """The documented suite: each problem with its precise recipe (3 minutes a run, wave 8,
     3 seeds), and again with BN in detached and in frozen mode (the same recipe and budget;
-    the quasi-Newton stage always runs with frozen statistics, see the README)."""
+    the quasi-Newton stage always runs with frozen statistics, see docs/accuracy.md)."""
     cases = []
     for p in PROBLEMS:
         preset, minutes = RECIPES.get(p, "precise"), BUDGETS.get(p, MINUTES)

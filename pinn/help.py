@@ -178,5 +178,5 @@ def render(program: str, schema: type, cfg: DictConfig, config_dirs: Sequence[Pa
         lines.append(f"  {key:<{kw}}  {tp:<{tw}}  {default:<24}  {meaning}")
     lines.append("")
     lines.append("Values out of range stop the run before anything is written, with one line "
-                 "naming the key. The README has the details.")
+                 "naming the key. docs/training.md has the details.")
     return "\n".join(lines)

@@ -347,7 +347,7 @@ def distributed_overrides(argv: List[str]) -> List[str]:
     if any(a in ("-m", "--multirun") for a in argv):
         if distributed.env_rank() == 0:
             print("error: a search or multirun (-m) cannot run under torchrun; run the search "
-                  "with one process per trial (see the README, Distributed training)",
+                  "with one process per trial (see docs/distributed.md)",
                   file=sys.stderr)
         sys.exit(2)
     if distributed.env_rank() == 0:
