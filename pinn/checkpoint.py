@@ -25,7 +25,7 @@ class Checkpoint:
 
     model: Dict[str, torch.Tensor]
     step: int
-    stage: str  # "adam" or "lbfgs"
+    stage: str  # "adam", or the quasi-Newton method: one of pinn.optim.stages.QN_METHODS
     config_yaml: str
     # "bn_mode"; "training": the trainer's full state (optimizers, sampler, batch, counters).
     extra: Dict[str, Any] = field(default_factory=dict)

@@ -12,17 +12,15 @@ leaves no run folder.
 from __future__ import annotations
 
 import argparse
-import difflib
-import re
 import sys
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pinn.compose_errors import composition_error, node_at, unknown_key
 from pinn.config import CONFIG_DIR
 from pinn.help import render
 from pinn.sweep.check import check_search, is_search
@@ -33,8 +31,6 @@ INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
 # Hydra options that take a value.
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
                "--package", "-p"}
-TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false",
-              "String": "a string"}
 MAX_SWEEP_VALUES = 50  # values of one sweep that are checked one by one
 
 
@@ -73,83 +69,8 @@ def split_argv(argv: Sequence[str]) -> Tuple[List[str], Optional[str], Optional[
     return overrides, config_dir, config_name, info
 
 
-def _close(word: str, options: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]}?)" if match else ""
-
-
-def _node(cfg: DictConfig, dotted: str):
-    node = cfg
-    for part in [p for p in dotted.split(".") if p]:
-        if not OmegaConf.is_dict(node) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _unknown_key(key: str, cfg: DictConfig, prefix: str = "") -> str:
-    """One line for a key the config does not have, with the nearest valid key."""
-    parent, _, leaf = key.rpartition(".")
-    node = _node(cfg, parent)
-    if node is None or not OmegaConf.is_dict(node):
-        return _unknown_key(parent, cfg, prefix) if parent else f"{prefix}{key} is not a config key"
-    keys = [str(k) for k in node.keys()]
-    full = [f"{parent}.{k}" if parent else k for k in keys]
-    hint = _close(key, full)
-    shown = ", ".join(keys) if len(keys) <= 12 else ", ".join(keys[:12]) + ", ..."
-    where = f"the keys of {parent}" if parent else "the top-level keys"
-    return f"{prefix}{key} is not a config key{hint}; {where}: {shown}"
-
-
 def _is_group(key: str, config_dirs: Sequence[Path]) -> bool:
     return any((d / key.replace(".", "/")).is_dir() for d in config_dirs)
-
-
-def _translate(exc: BaseException, override: str, cfg: DictConfig) -> str:
-    """One line for a composition failure caused by ``override``."""
-    texts = []
-    e: Optional[BaseException] = exc
-    while e is not None:
-        texts.append(str(e))
-        e = e.__cause__ or e.__context__
-    text = "\n".join(texts)
-    key, _, value = override.lstrip("+~").partition("=")
-    if isinstance(exc, MissingConfigException) and exc.options:
-        m = re.search(r"Could not (?:find|load) '([^']+)'", text)
-        group = key
-        if m and "/" in m.group(1):
-            group = m.group(1).rsplit("/", 1)[0].replace("/", ".")
-        options = sorted(str(o) for o in exc.options)
-        return (f"{group}={value} is not allowed: one of {', '.join(options)}"
-                f"{_close(value, options)}")
-    m = re.search(r"Key '([^']+)' not in '[^']+'", text)
-    if m:
-        fk = re.search(r"full_key: (\S+)", text)
-        return _unknown_key(fk.group(1) if fk else key, cfg)
-    m = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", text)
-    if m:
-        fk = re.search(r"full_key: (\S+)", text)
-        return (f"{fk.group(1) if fk else key}={m.group(1)!r} is not allowed: "
-                f"{TYPE_WORDS.get(m.group(2), m.group(2).lower())}")
-    m = re.search(r"Invalid value '(.*)', expected one of \[(.*)\]", text)
-    if m:
-        fk = re.search(r"full_key: (\S+)", text)
-        options = [o.strip() for o in m.group(2).split(",")]
-        return (f"{fk.group(1) if fk else key}={m.group(1)!r} is not allowed: one of "
-                f"{', '.join(options)}{_close(m.group(1), options)}")
-    m = re.search(r"Multiple values for (\S+?)\.", text)
-    if m:
-        return (f"{override}: {m.group(1)} is chosen already by the config; choose it without "
-                f"'+': {key}={value}")
-    m = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
-    if m:
-        return (f"+{key}={value}: {m.group(1)} exists already; set it without '+': "
-                f"{key}={value}")
-    m = re.search(r"Could not override '([^']+)'\.\s*To append to your config use", text)
-    if m:  # a new entry of a map (data.columns, pde.params, ...)
-        return f"{override}: {m.group(1)} does not exist yet; add it with '+': +{key}={value}"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return f"{override}: {first}"
 
 
 class _Composer:
@@ -212,11 +133,11 @@ def check_overrides(config_name: str, overrides: List[str],
             if _is_group(key, composer.dirs):
                 continue
             parent, _, leaf = key.rpartition(".")
-            node = _node(base, parent)
+            node = node_at(base, parent)
             if node is None or not OmegaConf.is_dict(node):
-                raise CommandLineError(_unknown_key(key, base, prefix="+"))
+                raise CommandLineError(unknown_key(key, base, prefix="+"))
             if leaf not in node and OmegaConf.get_type(node) not in (dict, None):
-                hint = _unknown_key(key, base)
+                hint = unknown_key(key, base)
                 raise CommandLineError(f"+{hint}; '+' adds keys only where the config takes "
                                        "new ones (pde.params.*)")
     try:
@@ -229,13 +150,13 @@ def check_overrides(config_name: str, overrides: List[str],
             except Exception as ei:  # noqa: BLE001
                 culprit, cause = plain[i], ei
                 break
-        raise CommandLineError(_translate(cause, culprit, base)) from None
+        raise CommandLineError(composition_error(cause, culprit, base)) from None
     for text, singles in checks:
         for single in singles:
             try:
                 composer([*plain, single])
             except Exception as e:  # noqa: BLE001
-                raise CommandLineError(_translate(e, single, base) + f" (in the sweep {text})") \
+                raise CommandLineError(composition_error(e, single, base) + f" (in the sweep {text})") \
                     from None
     return cfg
 

@@ -442,7 +442,7 @@ class Trainer:
             self.paths.last_checkpoint)
 
     # -- the loop -----------------------------------------------------------------------
-    def _after_step(self, terms: Dict[str, float], t0: float) -> None:
+    def _after_step(self, terms: Dict[str, float]) -> None:
         self.step += 1
         tc = self.cfg.trainer
         self.last_terms = terms
@@ -636,7 +636,7 @@ class Trainer:
             if message is not None:
                 return self._metrics("diverged", wall0, message=message)
             return None
-        self._after_step(terms, t0)
+        self._after_step(terms)
         if self.stop_requested:
             self.save()
             metrics = self._metrics("interrupted", wall0, message=(

@@ -46,8 +46,8 @@ def stop_and_resume(overrides, tmp_path, stop_at):
     tr = build_trainer(cfg, RunPaths(tmp_path))
     after = tr._after_step
 
-    def stop_at_k(terms, t0):
-        after(terms, t0)
+    def stop_at_k(terms):
+        after(terms)
         if tr.step == stop_at:
             tr.stop_requested = "SIGTERM"
 
@@ -201,8 +201,8 @@ def test_resume_with_another_quasi_newton_method_converts_its_state(before, afte
     tr = build_trainer(cfg, RunPaths(tmp_path))
     after_step = tr._after_step
 
-    def stop_in_the_stage(terms, t0):
-        after_step(terms, t0)
+    def stop_in_the_stage(terms):
+        after_step(terms)
         if tr.step == 15:
             tr.stop_requested = "SIGTERM"
 

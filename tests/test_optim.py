@@ -129,6 +129,16 @@ def test_line_search_reports_what_it_cannot_do():
     # Non-finite values.
     r = strong_wolfe(lambda a: (math.nan, -1.0), 0.0, -1.0)
     assert not r.ok and "non-finite" in r.message
+    # Out of evaluations: the step reported is one that was evaluated, with its value.
+    seen = {}
+
+    def phi(a):
+        seen[a] = (math.cos(3 * a) + 0.1 * a, -3 * math.sin(3 * a) + 0.1)
+        return seen[a]
+
+    r = strong_wolfe(phi, 1.0, -0.5, step=5.0, max_evaluations=2)
+    assert not r.ok and "after 2 evaluations" in r.message
+    assert r.step in seen and (r.value, r.slope) == seen[r.step]
 
 
 # -- the update formulas -----------------------------------------------------------------------

@@ -73,8 +73,8 @@ class MLP(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, xt: torch.Tensor) -> torch.Tensor:  # (N, 2) -> (N, n_out)
-        # The bounds are kept in float64 (exact periodicity of an embedding needs the map to
-        # [-1, 1] exact); a float32 network casts them.
+        # The bounds are buffers in the network's precision (build_model casts the whole
+        # network, these included); the cast here serves inputs of another dtype.
         h = (xt - self.in_center.to(xt.dtype)) * self.in_scale.to(xt.dtype)
         if self.embedding is not None:
             h = self.embedding(h)

@@ -28,8 +28,9 @@ class LineSearchResult:
 
     Attributes:
         ok: the strong Wolfe conditions hold at ``step``.
-        step: the accepted step (on failure, the best step seen; the caller decides).
-        value, slope: phi and phi' at ``step`` (the last evaluation when ``ok``).
+        step: the accepted step; on failure, the last step evaluated (0 when none was),
+            which the caller may use or discard.
+        value, slope: phi and phi' at ``step``.
         evaluations: calls of ``evaluate``.
         message: why the search stopped.
     """
@@ -165,6 +166,7 @@ def strong_wolfe(evaluate: Callable[[float], Tuple[float, float]], f0: float, d0
     stp = step
     for n in range(1, max_evaluations + 1):
         f, d = evaluate(stp)
+        evaluated = stp
         if not (math.isfinite(f) and math.isfinite(d)):
             return LineSearchResult(False, stp, f, d, n, "non-finite loss or slope")
         ftest = f0 + stp * gtest
@@ -202,5 +204,5 @@ def strong_wolfe(evaluate: Callable[[float], Tuple[float, float]], f0: float, d0
         stp = min(max(stp, step_min), step_max)
         if bracketed and (stp <= stmin or stp >= stmax or stmax - stmin <= xtol * stmax):
             stp = stx  # no progress possible: evaluate the best point so far once more
-    return LineSearchResult(False, stp, f, d, max_evaluations,
+    return LineSearchResult(False, evaluated, f, d, max_evaluations,
                             f"no acceptable step after {max_evaluations} evaluations")

@@ -8,6 +8,7 @@ from typing import Callable, List, Sequence
 
 from omegaconf import OmegaConf
 
+from pinn.compose_errors import chain_text, composition_error
 from pinn.sweep.space import SearchSpaceError, parse_search_space
 
 SWEEPER = "hydra/sweeper=optuna"
@@ -72,12 +73,7 @@ def _first(d) -> str:
 
 
 def _sweeper_error(exc: BaseException, line: str) -> str:
-    texts = []
-    e = exc
-    while e is not None:
-        texts.append(str(e))
-        e = e.__cause__ or e.__context__
-    text = "\n".join(texts)
+    text = chain_text(exc)
     from hydra_plugins.pinn_optuna_sweeper.config import OptunaSweeperConf
 
     options = [k for k in OptunaSweeperConf.__dataclass_fields__ if not k.startswith("_")]
@@ -87,6 +83,4 @@ def _sweeper_error(exc: BaseException, line: str) -> str:
         hint = f" (did you mean hydra.sweeper.{match[0]}?)" if match else ""
         return (f"hydra.sweeper.{m.group(1)} is not an option of the optuna sweeper{hint}; "
                 f"options: {', '.join(options)}")
-    from pinn.cli import _translate  # the wording of every other composition error
-
-    return _translate(exc, line, OmegaConf.create({}))
+    return composition_error(exc, line, OmegaConf.create({}))
