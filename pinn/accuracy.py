@@ -296,4 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pinn.cli import quiet_closed_pipe
+
+    with quiet_closed_pipe():
+        sys.exit(main())

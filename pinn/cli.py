@@ -12,9 +12,11 @@ leaves no run folder.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -32,6 +34,33 @@ INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
                "--package", "-p"}
 MAX_SWEEP_VALUES = 50  # values of one sweep that are checked one by one
+
+
+@contextmanager
+def quiet_closed_pipe() -> Iterator[None]:
+    """Around an entry point: when the reader of its output stops early
+    (``python -m pinn.accuracy --list | head``), end quietly with status 1 instead of a
+    BrokenPipeError traceback (the recipe of Python's signal documentation: point stdout at
+    /dev/null so that the interpreter's last flush does not fail again)."""
+    def reader_gone() -> bool:
+        try:
+            sys.stdout.flush()
+            return False
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return True
+
+    try:
+        yield
+    except BrokenPipeError:
+        reader_gone()
+        sys.exit(1)
+    except SystemExit:  # argparse's --help, Hydra's exits: their output may be unflushed
+        if reader_gone():
+            sys.exit(1)
+        raise
+    if reader_gone():
+        sys.exit(1)
 
 
 class OneLineParser(argparse.ArgumentParser):

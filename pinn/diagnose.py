@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from pinn.checkpoint import write_json
-from pinn.cli import check_command_line
+from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR, BNConfig, ModelConfig, Precision, choice
 from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
 from pinn.device import device_info, resolve_device
@@ -209,5 +209,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line("diagnose", DiagnoseConfig)  # one line per mistake, before anything is written
-    main()
+    with quiet_closed_pipe():
+        check_command_line("diagnose", DiagnoseConfig)  # one line per mistake, before anything is written
+        main()

@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig
 
 from pinn.api import load_run
 from pinn.checkpoint import CheckpointError, load_checkpoint, write_json
-from pinn.cli import check_command_line
+from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR
 from pinn.device import device_info
 from pinn.evaluation import grid_errors, make_eval_grid, predict_grid, residual_statistics
@@ -121,5 +121,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line("evaluate", EvaluateConfig)  # one line per mistake, before anything is written
-    main()
+    with quiet_closed_pipe():
+        check_command_line("evaluate", EvaluateConfig)  # one line per mistake, before anything is written
+        main()

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pinn import distributed
 from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from pinn.cli import check_command_line
+from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import (CONFIG_DIR, ConfigError, TrainConfig, choice, load_saved_config,
                          register_configs, validate)
 from pinn.data import Observations, load_observations
@@ -31,7 +31,7 @@ from pinn.device import configure_tf32, resolve_device
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
 from pinn.optim.stages import check_quasi_newton
-from pinn.paths import RunPaths
+from pinn.paths import RunPaths, adopt_resumed_folder, remove_run_dir
 from pinn.pdes import build_pde
 from pinn.sweep.trial import TrialReporter, reporter_from_hydra
 from pinn.trainer import Trainer
@@ -295,8 +295,8 @@ def main(cfg: DictConfig) -> dict:
         # Several ranks meet the same mistake: rank 0 alone says it.
         if distributed.env_rank() == 0:
             print(f"error: {e}", file=sys.stderr)
-        if resume is None and distributed.env_rank() == 0:  # the others wrote no folder
-            shutil.rmtree(hydra_cfg.runtime.output_dir, ignore_errors=True)
+        if distributed.env_rank() == 0:  # the others wrote no folder
+            remove_run_dir(Path(hydra_cfg.runtime.output_dir))
         if multirun:
             return {"status": "failed", "message": str(e), "value": float("nan")}
         sys.exit(2)
@@ -306,6 +306,7 @@ def main(cfg: DictConfig) -> dict:
         distributed.start(cfg.device, cfg.distributed.timeout_s)
         paths = RunPaths(Path(distributed.from_rank0(str(paths.root))))
     if resume is not None and distributed.is_writer():
+        adopt_resumed_folder(Path(hydra_cfg.runtime.output_dir), paths.root, resume.step)
         print(f"resuming {paths.root} from step {resume.step}", file=sys.stderr)
     try:
         metrics = run(cfg, paths, resume, device, reporter, data)
@@ -361,7 +362,8 @@ def distributed_overrides(argv: List[str]) -> List[str]:
 if __name__ == "__main__":
     if distributed.launched():
         sys.argv[1:] = distributed_overrides(sys.argv[1:])
-    # One line per mistake, before any output; under torchrun rank 0 alone says it.
-    with redirect_stderr(io.StringIO()) if distributed.env_rank() != 0 else nullcontext():
-        check_command_line("train", TrainConfig)
-    main()
+    with quiet_closed_pipe():
+        # One line per mistake, before any output; under torchrun rank 0 alone says it.
+        with redirect_stderr(io.StringIO()) if distributed.env_rank() != 0 else nullcontext():
+            check_command_line("train", TrainConfig)
+        main()

@@ -2,6 +2,8 @@
 no run folder (pinn.cli, before Hydra starts)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pinn.cli import CommandLineError, check_overrides, split_argv
@@ -92,3 +94,60 @@ def test_cli_prints_one_line_exits_2_and_leaves_no_run_folder(tmp_path, module, 
     assert len(lines) == 1 and lines[0].startswith(expected), r.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_run_refused_in_the_run_leaves_no_empty_folders(tmp_path):
+    """A mistake found after Hydra made the default run folder (outputs/<date>/<time>-<pde>):
+    the folder goes, and so do the date folder and outputs/ that it leaves empty; a folder
+    holding another run is never touched."""
+    r = run_cli(["sampler.n_interior=0", "trainer.steps=1"], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: sampler.n_interior"), r.stderr
+    assert not (tmp_path / "outputs").exists()
+    kept = tmp_path / "outputs" / "2026-01-01" / "other-run"
+    kept.mkdir(parents=True)
+    (kept / "metrics.json").write_text("{}")
+    r = run_cli(["sampler.n_interior=0", f"hydra.run.dir={kept}"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert (kept / "metrics.json").is_file()
+
+
+def test_a_resumed_run_leaves_no_fresh_folder_behind(tmp_path):
+    """Hydra makes a fresh run folder before the run knows it resumes another; the resume keeps
+    its overrides beside the run's own, appends its log to the run's train.log, and removes
+    the fresh folder."""
+    small = ["pde=heat", "model.depth=2", "model.width=8", "sampler.n_interior=64",
+             "sampler.n_initial=16", "sampler.n_boundary=16", "trainer.qn_steps=0",
+             "trainer.progress=false", "pde.eval_nx=16", "pde.eval_nt=8", "log.figures=false"]
+    r = run_cli([*small, "trainer.steps=3"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run,) = [p for p in (tmp_path / "outputs").glob("*/*")]
+    r = run_cli([*small, "trainer.steps=5", f"trainer.resume={run}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [p for p in (tmp_path / "outputs").glob("*/*")] == [run]
+    assert (run / ".hydra" / "overrides.resume-3.yaml").read_text().count("trainer.steps=5") == 1
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 5
+    # Both processes logged into the run's train.log (each logs its allocator setting once).
+    assert (run / "train.log").read_text().count("allocator") == 2
+
+
+@pytest.mark.parametrize("module,args", [("pinn.accuracy", ["--list"]),
+                                         ("pinn.train", ["--help"]),
+                                         ("pinn.data", ["--help"])])
+def test_output_into_a_closed_pipe_ends_quietly(module, args):
+    """``python -m pinn.accuracy --list | head``: a reader that has gone (here: closed before
+    anything is written) ends the program with status 1 and no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        p = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, stdout=write,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr and "BrokenPipeError" not in p.stderr, p.stderr
