@@ -322,8 +322,10 @@ class TrainerConfig:
     Attributes:
         steps: Adam steps
         qn_steps: quasi-Newton iterations after Adam (optim.qn)
-        max_minutes: wall-clock budget of the training loop in minutes; reaching it ends
-            training early with an event, then evaluates and checkpoints as usual; null none
+        max_minutes: wall-clock budget of the training loop in minutes, compilation
+            included (the loop's own time: start-up and the final evaluation are not counted);
+            reaching it ends training early with an event, then evaluates and checkpoints as
+            usual; null none
         stall_iterations: the quasi-Newton stage ends when the loss falls by less than
             stall_rtol of itself over this many iterations on the same points; 0 never
         stall_rtol: see stall_iterations

@@ -114,10 +114,16 @@ class RunLogger:
             self.writer.add_figure(tag, fig, step, close=False)
         plt.close(fig)
 
-    def progress(self, step: int, loss: float, steps_per_s: float, stage: str) -> None:
-        """Report ``step`` with the rate of the last logging window and an ETA at that rate."""
+    def progress(self, step: int, loss: float, steps_per_s: float, stage: str,
+                 budget_left: Optional[float] = None) -> None:
+        """Report ``step`` with the rate of the last logging window and an ETA: the steps left
+        at that rate, or the time budget left (``budget_left`` seconds) when it ends the run
+        first."""
         left = max(self.total_steps - step, 0) / max(steps_per_s, 1e-9)
-        text = f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s ETA {_clock(left)}"
+        until = ""
+        if budget_left is not None and budget_left < left:
+            left, until = budget_left, " (time budget)"
+        text = f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s ETA {_clock(left)}{until}"
         if self.bar is not None:
             self.bar.set_postfix_str(text, refresh=False)
             self.bar.update(step - self.bar.n)  # redraws at most every mininterval

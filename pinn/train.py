@@ -43,9 +43,10 @@ def format_summary(metrics: dict, paths: RunPaths) -> str:
     """The end-of-run summary: errors, losses, speed and (BN networks) the divergence of the
     forward and predict paths. Everything else is in metrics.json."""
     shown = [k for k in sorted(metrics)
-             if not k.startswith(("divergence/bn/", "events", "message", "stopped_by"))
+             if not k.startswith(("divergence/bn/", "events", "message", "stopped_by",
+                                  "stopped_early", "status", "steps"))
              and not (k.startswith("divergence/") and "max_abs" in k)]
-    lines = [f"run folder: {paths.root}"]
+    lines = [f"run folder: {paths.root}", f"  {'status':<28} {run_status(metrics)}"]
     for k in shown:
         v = metrics[k]
         lines.append(f"  {k:<28} {v:.4e}" if isinstance(v, float) else f"  {k:<28} {v}")
@@ -54,6 +55,18 @@ def format_summary(metrics: dict, paths: RunPaths) -> str:
     lines.append(f"metrics: {paths.metrics}")
     lines.append(f"TensorBoard: tensorboard --logdir {paths.tensorboard}")
     return "\n".join(lines)
+
+
+def run_status(metrics: dict) -> str:
+    """What ran, in one line: the status, the steps done of the steps asked, and why training
+    ended early when it did ("completed, stopped early at step 30 of 1000: time budget ...")."""
+    status, done = metrics["status"], metrics.get("steps")
+    asked = metrics.get("steps_asked")
+    if status == "completed" and metrics.get("stopped_early"):
+        return f"{status}, stopped early at step {done} of {asked}: {metrics['stopped_early']}"
+    if asked is not None and done != asked:
+        return f"{status} at step {done} of {asked}"
+    return f"{status}: {done} steps" if status == "completed" else f"{status} at step {done}"
 
 
 def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] = None,

@@ -469,7 +469,8 @@ class Trainer:
             self._rate_mark = (self.step, self.train_seconds)
             values[f"speed/{kind}_steps_per_s"] = rate
             self.logger.scalars(values, self.step)
-            self.logger.progress(self.step, terms["total"], rate, self.stage)
+            self.logger.progress(self.step, terms["total"], rate, self.stage,
+                                 budget_left=self._budget_left())
         if self.step % tc.eval_every == 0 and self.step != self.total_steps:
             errors = self.evaluate()
             if self.monitor is not None:
@@ -483,6 +484,13 @@ class Trainer:
             self.save()
         if self.group is not None:
             self._agree_on_stopping()
+
+    def _budget_left(self) -> Optional[float]:
+        """Seconds of ``trainer.max_minutes`` left, or None without a budget."""
+        if self._clock is None or self._clock[2] is None:
+            return None
+        loop0, before, budget = self._clock
+        return max(budget - (before + time.perf_counter() - loop0), 0.0)
 
     def _agree_on_stopping(self) -> None:
         """Several ranks: a signal, a pruned trial or the time budget seen by any rank stops
@@ -577,8 +585,10 @@ class Trainer:
             over = self._over_budget if self.group is not None else (
                 budget is not None and self.loop_seconds >= budget)
             if over:
-                self.stop_reason = (f"time budget trainer.max_minutes={tc.max_minutes:g} reached "
-                                    f"at step {self.step} of {self.total_steps}")
+                compiled = (f" ({self.compile_seconds:.0f} s of it compiling)"
+                            if self.compile_seconds >= 1 else "")
+                self.stop_reason = (f"time budget trainer.max_minutes={tc.max_minutes:g} "
+                                    f"reached{compiled}")
                 self.events.append({"step": self.step, "event": self.stop_reason})
                 break
             try:
@@ -688,7 +698,8 @@ class Trainer:
         tc = self.cfg.trainer
         metrics: Dict[str, object] = {
             "status": status,
-            "steps": self.step,
+            "steps": self.step,  # done; the asked ones below
+            "steps_asked": self.total_steps,
             "adam_steps": int(tc.steps),
             "qn_steps": int(tc.qn_steps),
             "qn_method": choice(self.cfg.optim.qn),

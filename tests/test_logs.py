@@ -73,6 +73,17 @@ def test_progress_into_a_file_is_plain_lines(tmp_path, capsys, monkeypatch):
         "step 100/100 (100%) ssbroyden loss=1.000e-04 20.0 steps/s ETA 0:00"]
 
 
+def test_the_eta_follows_the_time_budget_when_it_ends_the_run_first(tmp_path, capsys,
+                                                                    monkeypatch):
+    monkeypatch.setattr(pinn.logs, "LINE_SECONDS", 0.0)
+    logger = RunLogger(RunPaths(tmp_path), tensorboard=False, progress=True, total_steps=5000)
+    logger.progress(30, 1.0, 0.5, "adam", budget_left=26.4)  # 9,940 s of steps, 26 s of budget
+    logger.progress(4990, 1.0, 0.5, "adam", budget_left=26.4)  # the steps end first
+    assert capsys.readouterr().err.splitlines() == [
+        "step 30/5000 (1%) adam loss=1.000e+00 0.5 steps/s ETA 0:26 (time budget)",
+        "step 4990/5000 (100%) adam loss=1.000e+00 0.5 steps/s ETA 0:20"]
+
+
 def test_progress_lines_keep_their_interval(tmp_path, capsys):
     logger = RunLogger(RunPaths(tmp_path), tensorboard=False, progress=True, total_steps=100)
     for step in range(1, 50):

@@ -151,6 +151,13 @@ def test_time_budget_ends_training_early_and_still_evaluates(tmp_path):
     assert 0.18 <= metrics["loop_time_s"] < 5
     assert "error/l2_rel/u" in metrics
     assert pinn.checkpoint.load_checkpoint(RunPaths(tmp_path).last_checkpoint).step == metrics["steps"]
+    # The summary says what ran: the steps done of the steps asked, and why it stopped.
+    from pinn.train import format_summary
+
+    assert metrics["steps_asked"] == 1000000
+    status = format_summary(metrics, RunPaths(tmp_path)).splitlines()[1].split(None, 1)
+    assert status == ["status", f"completed, stopped early at step {metrics['steps']} of "
+                                "1000000: time budget trainer.max_minutes=0.003 reached"]
 
 
 @pytest.mark.parametrize("method", ["bfgs", "ssbfgs", "ssbroyden"])
