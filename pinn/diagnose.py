@@ -31,7 +31,7 @@ from pinn.device import device_info, resolve_device
 from pinn.divergence import rel_l2
 from pinn.nn import DTYPES, MLP, BatchNorm, calibrate_bn, set_bn_mode
 from pinn.nn.norm import bn_layers, running_statistics_fixed
-from pinn.paths import register_run_dir_resolver
+from pinn.paths import register_run_dir_resolver, remove_run_dir
 
 
 def stats_methods(passes: int) -> List[tuple]:
@@ -198,11 +198,12 @@ def main(cfg: DictConfig) -> None:
         device = resolve_device(cfg.device)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        remove_run_dir(out_dir)
         sys.exit(2)
-    print("forward (train) vs predict (eval): relative L2 difference, and parameter-gradient "
-          "cosine\n" + HEADER + "\n" + "-" * len(HEADER), flush=True)
     print(f"device: {device_info(device)['device']} ({device_info(device)['device_name']})",
           flush=True)
+    print("forward (train) vs predict (eval): relative L2 difference, and parameter-gradient "
+          "cosine; each row as it is computed\n" + HEADER + "\n" + "-" * len(HEADER), flush=True)
     rows = study(cfg, log=lambda s: print(s, flush=True), device=device)
     write_json(rows, out_dir / "diagnose.json")
     print(f"rows written to {out_dir / 'diagnose.json'}")

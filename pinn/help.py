@@ -128,10 +128,24 @@ def describe_option(path: Path) -> str:
         if s.startswith("@package"):
             continue
         words.append(s)
-    text = " ".join(words)
-    m = re.match(r"(.+?\.)(\s|$)", text)
-    text = m.group(1) if m else text
-    return text if len(text) <= 100 else text[:97].rstrip() + "..."
+    return first_sentence(" ".join(words))
+
+
+# Words after which a period does not end a sentence ("Raissi et al.", "e.g.", "J. Comput.").
+ABBREVIATIONS = re.compile(r"(?:\bal|\be\.g|\bi\.e|\bcf|\bvs|\betc|\bEq|\bFig|\bno"
+                           r"|\b[A-Z][a-z]{0,5}|\b[A-Z])$")
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence: a period followed by a space or the end,
+    outside parentheses and not after an abbreviation or an initial."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if (ch == "." and depth <= 0 and (i + 1 == len(text) or text[i + 1].isspace())
+                and not ABBREVIATIONS.search(text[:i])):
+            return text[:i + 1]
+    return text
 
 
 def groups(config_dirs: Sequence[Path], chosen: DictConfig) -> List[Tuple[str, str, List]]:
@@ -146,6 +160,49 @@ def groups(config_dirs: Sequence[Path], chosen: DictConfig) -> List[Tuple[str, s
         default = str(chosen.get(group, "")) if chosen is not None else ""
         out.append((group, default, sorted(options.items())))
     return out
+
+
+def key_table(rows: Sequence[Tuple[str, str, str, str]]) -> List[str]:
+    """One line per key: key, type, default and meaning in columns; a default too wide for
+    its column is shown whole, with the meaning on the next line under its column."""
+    kw = max(len(r[0]) for r in rows)
+    tw = min(max(len(r[1]) for r in rows), 28)
+    out = []
+    for key, tp, default, meaning in rows:
+        head = f"  {key:<{kw}}  {tp:<{tw}}  "
+        if len(default) <= 24:
+            out.append(f"{head}{default:<24}  {meaning}")
+        else:
+            out.append(f"{head}{default}")
+            out.append(f"{'':<{len(head) + 26}}{meaning}")
+    return out
+
+
+def sweeper_rows() -> List[Tuple[str, str, str, str]]:
+    """(key, type, default, meaning) of the optuna sweeper's options, the meanings from the
+    comments beside the fields of its config dataclass."""
+    import inspect
+
+    from hydra_plugins.pinn_optuna_sweeper.config import OptunaSweeperConf
+
+    comments = {}
+    for line in inspect.getsource(OptunaSweeperConf).splitlines():
+        m = re.match(r"\s+(\w+):.*?#\s*(.+)$", line)
+        if m:
+            comments[m.group(1)] = m.group(2).strip()
+    hints = typing.get_type_hints(OptunaSweeperConf)
+    rows = []
+    for f in dataclasses.fields(OptunaSweeperConf):
+        if f.name.startswith("_"):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = (default.name if isinstance(default, Enum) else "null" if default is None
+                   else str(default))
+        tp = hints[f.name]
+        name = ("|".join(m.name for m in tp) if isinstance(tp, type) and issubclass(tp, Enum)
+                else _type_name(tp))
+        rows.append((f"hydra.sweeper.{f.name}", name, default, comments.get(f.name, "")))
+    return rows
 
 
 def render(program: str, schema: type, cfg: DictConfig, config_dirs: Sequence[Path],
@@ -169,14 +226,17 @@ def render(program: str, schema: type, cfg: DictConfig, config_dirs: Sequence[Pa
                 lines.append(f"    {mark} {name:<22} {text}")
         lines.append("")
     rows = schema_rows(schema, cfg)
-    plus = "; '+' adds keys only under pde.params" if program == "train" else ""
+    maps = [r[0] for r in rows if r[1] == "mapping"]
+    plus = (f"; '+' adds an entry that a mapping does not have yet: "
+            f"{', '.join(f'+{k}.<name>=...' for k in maps)}" if maps else "")
     lines.append(f"Keys (key=value; a sweep with -m key=a,b{plus}):")
-    kw = max(len(r[0]) for r in rows)
-    tw = min(max(len(r[1]) for r in rows), 28)
-    for key, tp, default, meaning in rows:
-        default = default if len(default) <= 24 else default[:21] + "..."
-        lines.append(f"  {key:<{kw}}  {tp:<{tw}}  {default:<24}  {meaning}")
+    lines += key_table(rows)
     lines.append("")
+    if program == "train":
+        lines.append("Search keys (python -m pinn.train -m hydra/sweeper=optuna "
+                     "hydra.sweeper.<key>=value ...; see docs/hyperparameter-search.md):")
+        lines += key_table(sweeper_rows())
+        lines.append("")
     lines.append("Values out of range stop the run before anything is written, with one line "
                  "naming the key. docs/training.md has the details.")
     return "\n".join(lines)

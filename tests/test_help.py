@@ -85,3 +85,30 @@ def test_option_descriptions_come_from_the_first_comment(tmp_path):
     assert describe_option(p) == "A short preset."
     p.write_text("key: 1\n")
     assert describe_option(p) == ""
+
+
+def test_first_sentences_end_at_a_sentence_not_at_an_abbreviation():
+    from pinn.help import first_sentence
+
+    assert first_sentence("Burgers with Raissi et al.'s two coefficients (J. Comput. Phys. "
+                          "378, 2019). More.") == ("Burgers with Raissi et al.'s two "
+                                                   "coefficients (J. Comput. Phys. 378, 2019).")
+    assert first_sentence("From observations (Raissi et al. 2019, e.g. 4.1.1): all. Next.") == \
+        "From observations (Raissi et al. 2019, e.g. 4.1.1): all."
+    assert first_sentence("No period at all") == "No period at all"
+
+
+def test_help_shows_whole_descriptions_and_defaults_the_plus_rule_and_the_search_keys(tmp_path):
+    out = run_cli(["--help"], cwd=tmp_path).stdout
+    cut = [line for line in out.splitlines() if line.rstrip().endswith("...")
+           and not line.rstrip().endswith("sqlite:///...")]
+    assert cut == []  # nothing cut short
+    assert "burgers_inverse        Identification of Burgers' coefficients from scattered " \
+           "observations (Raissi et al. 2019, section 4.1.1): " in out
+    assert "{'res': 1.0, 'ic': 10.0, 'bc': 1.0}" in out
+    plus = next(line for line in out.splitlines() if line.startswith("Keys ("))
+    assert "+pde.unknown.<name>=..." in plus and "+data.columns.<name>=..." in plus
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.startswith("  hydra.sweeper.")}
+    assert rows["hydra.sweeper.n_trials"][1:3] == ["int", "20"]
+    assert rows["hydra.sweeper.pruner"][2] == "median"
