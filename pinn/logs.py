@@ -7,12 +7,15 @@ import sys
 import time
 from typing import Dict, Mapping, Optional
 
+import torch
+
 from pinn.checkpoint import write_json
 from pinn.paths import RunPaths
 
 
 HPARAM_METRICS = ("error/l2_rel/", "loss/total", "wall_time_s", "steps_per_s")
 LINE_SECONDS = 30.0  # interval of the progress lines when the output is not a terminal
+SLOW_FACTOR = 3.0  # a window this many times slower than the stage's best gets a note
 
 
 def _clock(seconds: float) -> str:
@@ -83,6 +86,7 @@ class RunLogger:
         self.lines = False  # plain progress lines instead of a bar (output is not a terminal)
         self.total_steps = total_steps
         self._last_line = time.monotonic()
+        self._best_rate: Dict[str, float] = {}  # stage -> best window rate (see _slow_note)
         if progress and total_steps > 0:
             if sys.stderr.isatty():
                 from tqdm.auto import tqdm
@@ -123,7 +127,8 @@ class RunLogger:
         until = ""
         if budget_left is not None and budget_left < left:
             left, until = budget_left, " (time budget)"
-        text = f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s ETA {_clock(left)}{until}"
+        text = (f"{stage} loss={loss:.3e} {steps_per_s:.1f} steps/s ETA {_clock(left)}{until}"
+                f"{self._slow_note(stage, steps_per_s)}")
         if self.bar is not None:
             self.bar.set_postfix_str(text, refresh=False)
             self.bar.update(step - self.bar.n)  # redraws at most every mininterval
@@ -133,6 +138,20 @@ class RunLogger:
             pct = 100.0 * step / max(self.total_steps, 1)
             print(f"step {step}/{self.total_steps} ({pct:.0f}%) {text}", file=sys.stderr,
                   flush=True)
+
+    def _slow_note(self, stage: str, steps_per_s: float) -> str:
+        """A note when this window's rate is under a third of the best rate this stage has
+        shown: the usual cause is another process on the cores, which stalls a run that uses
+        several torch threads (measured on 2 cores: 20 instead of 74 steps/s)."""
+        best = self._best_rate.get(stage, 0.0)
+        self._best_rate[stage] = max(best, steps_per_s)
+        if best > 0 and steps_per_s < best / SLOW_FACTOR:
+            threads = torch.get_num_threads()
+            hint = (f"; {threads} torch threads: trainer.num_threads=1 keeps the pace"
+                    if threads > 1 else "")
+            return (f" [slow: {best / steps_per_s:.0f}x below this stage's {best:.1f} steps/s; "
+                    f"another process on the cores?{hint}]")
+        return ""
 
     def redirect_logging(self):
         """A context in which log records are printed above the progress bar, not onto it."""

@@ -84,6 +84,21 @@ def test_the_eta_follows_the_time_budget_when_it_ends_the_run_first(tmp_path, ca
         "step 4990/5000 (100%) adam loss=1.000e+00 0.5 steps/s ETA 0:20"]
 
 
+def test_a_rate_far_below_the_stage_best_is_pointed_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pinn.logs, "LINE_SECONDS", 0.0)
+    monkeypatch.setattr(pinn.logs.torch, "get_num_threads", lambda: 2)
+    logger = RunLogger(RunPaths(tmp_path), tensorboard=False, progress=True, total_steps=1000)
+    logger.progress(100, 1.0, 74.0, "adam")
+    logger.progress(200, 1.0, 30.0, "adam")  # slower, not three times
+    logger.progress(300, 1.0, 20.0, "adam")
+    logger.progress(400, 1.0, 10.0, "ssbroyden")  # another stage has its own pace
+    lines = capsys.readouterr().err.splitlines()
+    assert "slow" not in lines[0] + lines[1] + lines[3]
+    assert lines[2].endswith("20.0 steps/s ETA 0:35 [slow: 4x below this stage's 74.0 steps/s; "
+                             "another process on the cores?; 2 torch threads: "
+                             "trainer.num_threads=1 keeps the pace]")
+
+
 def test_progress_lines_keep_their_interval(tmp_path, capsys):
     logger = RunLogger(RunPaths(tmp_path), tensorboard=False, progress=True, total_steps=100)
     for step in range(1, 50):
