@@ -83,10 +83,11 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
 
+        from pinn.sweep.heartbeat import Heartbeat, this_process
         from pinn.sweep.space import describe, parse_search_space
-        from pinn.sweep.study import (check_same_space, default_study_name, finished_count,
-                                      make_sampler, pruner_from, recover_stale, state_of,
-                                      storage_for)
+        from pinn.sweep.study import (ask, check_same_space, default_study_name, finished_count,
+                                      make_sampler, pruner_from, recover_stale, running_count,
+                                      state_of, storage_for)
 
         o = self.options
         params = dict(o.get("params") or {})
@@ -123,28 +124,34 @@ class OptunaSweeper(Sweeper):
             "metric": metric, "direction": direction,
             "space": dict(describe(space.params)), "fixed": space.fixed}),
             sweep_dir / "study.yaml")
-        stale = recover_stale(study)
+        interval = float(o.get("heartbeat_interval", 10.0))
+        grace = float(o.get("heartbeat_grace", 60.0))
+        owner = this_process(interval)
+        # Only trials whose search is provably gone: other searches may be running this study.
+        stale = recover_stale(study, grace, owner)
         if stale:
-            log.info(f"{stale} trial(s) left running by an earlier, killed search: run again")
+            log.info(f"{stale} trial(s) left running by a search that is gone: run again")
         n_trials, n_jobs = int(o.get("n_trials", 20)), max(1, int(o.get("n_jobs", 1)))
-        done = finished_count(study)
-        log.info(f"study {name} in {sweep_dir}: {done} of {n_trials} trials done; "
-                 f"objective {direction} {metric}")
+        done, elsewhere = finished_count(study), running_count(study)
+        log.info(f"study {name} in {sweep_dir}: {done} of {n_trials} trials done"
+                 + (f", {elsewhere} running in other searches" if elsewhere else "")
+                 + f"; objective {direction} {metric}")
         extra = self._thread_override(n_jobs, arguments)
         launcher = self._launcher(n_jobs)
         results: list = []
         lock = threading.Lock()
-        running = [0]
 
-        def worker() -> None:
+        def worker(beat: Heartbeat) -> None:
             # Asynchronous: a slot takes the next trial as soon as its last one ends (a pruned
-            # trial frees its slot at once), as Optuna's own n_jobs does.
+            # trial frees its slot at once), as Optuna's own n_jobs does. n_trials counts the
+            # whole study: finished trials and those running in any search.
             while True:
                 with lock:
-                    if finished_count(study) + running[0] >= n_trials:
+                    recover_stale(study, grace, owner)  # a search that died meanwhile
+                    if finished_count(study) + running_count(study) >= n_trials:
                         return
-                    trial = study.ask(space.params)
-                    running[0] += 1
+                    trial = ask(study, space.params, owner)
+                    beat.add(trial._trial_id)
                 try:
                     overrides = [[*space.overrides(trial.params), *extra,
                                   f"trial={trial.number}"]]
@@ -152,15 +159,15 @@ class OptunaSweeper(Sweeper):
                     with lock:
                         results.append(self._tell(study, trial, ret, sweep_dir, state_of))
                 finally:
-                    with lock:
-                        running[0] -= 1
+                    beat.discard(trial._trial_id)
 
-        if n_jobs == 1:
-            worker()
-        else:
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                for future in [pool.submit(worker) for _ in range(n_jobs)]:
-                    future.result()
+        with Heartbeat(study._storage, interval) as beat:
+            if n_jobs == 1:
+                worker(beat)
+            else:
+                with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                    for future in [pool.submit(worker, beat) for _ in range(n_jobs)]:
+                        future.result()
         self._summary(study, metric, sweep_dir)
         return results
 
@@ -173,7 +180,10 @@ class OptunaSweeper(Sweeper):
         return [f"trainer.num_threads={max(1, (os.cpu_count() or 1) // n_jobs)}"]
 
     def _tell(self, study, trial, ret, sweep_dir: Path, state_of):
+        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
+
+        from pinn.sweep.study import STALE
 
         try:
             outcome = ret.return_value
@@ -182,17 +192,25 @@ class OptunaSweeper(Sweeper):
         if not isinstance(outcome, dict):
             outcome = {"status": "failed", "message": f"the job returned {outcome!r}"}
         state, value = state_of(outcome)
-        for key in ("status", "message", "steps", "wall_time_s"):
-            if outcome.get(key) is not None:
-                study._storage.set_trial_user_attr(trial._trial_id, key, outcome[key])
-        study._storage.set_trial_user_attr(trial._trial_id, "run_dir",
-                                           str(sweep_dir / str(trial.number)))
-        if state == TrialState.COMPLETE:
-            study.tell(trial, value)
-        else:
-            study.tell(trial, state=state)
+        try:
+            for key in ("status", "message", "steps", "wall_time_s"):
+                if outcome.get(key) is not None:
+                    study._storage.set_trial_user_attr(trial._trial_id, key, outcome[key])
+            study._storage.set_trial_user_attr(trial._trial_id, "run_dir",
+                                               str(sweep_dir / str(trial.number)))
+            if state == TrialState.COMPLETE:
+                study.tell(trial, value, skip_if_finished=True)
+            else:
+                study.tell(trial, state=state, skip_if_finished=True)
+        except UpdateFinishedTrialError:
+            pass  # another search found it stale meanwhile: warned below
         shown = f"{value:.4e}" if value is not None else outcome.get("status")
         log.info(f"trial {trial.number}: {state.name.lower()} ({shown}) {trial.params}")
+        stored = study._storage.get_trial(trial._trial_id)
+        if stored.user_attrs.get(STALE) and stored.state == TrialState.FAIL:
+            log.warning(f"trial {trial.number} had been declared stale by another search "
+                        f"({stored.user_attrs[STALE]}) and is run again there; this run's "
+                        f"result stays in {sweep_dir / str(trial.number)}")
         return outcome
 
     def _summary(self, study, metric: str, sweep_dir: Path) -> None:
