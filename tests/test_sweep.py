@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -397,12 +398,20 @@ def test_the_report_ranks_every_trial_of_a_study(search):
     assert "optim.lr" in rows[0] and "trainer.debug_nan_at" in rows[0]
 
 
-def test_parallel_trials_run_at_the_same_time_in_processes(tmp_path):
+@pytest.fixture(scope="module")
+def parallel_search(tmp_path_factory):
+    """Two trials at a time, in two processes (the joblib launcher)."""
+    tmp_path = tmp_path_factory.mktemp("parallel")
     p = run_cli(["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                  "hydra.sweeper.n_jobs=2", "hydra.sweeper.pruner=none", *TINY,
                  "trainer.steps=150", "optim.lr=tag(log, interval(1e-3, 1e-2))",
                  f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
+    return tmp_path, p
+
+
+def test_parallel_trials_run_at_the_same_time_in_processes(parallel_search):
+    tmp_path, p = parallel_search
     assert "2 trials at a time, each in its own process (joblib launcher)" in p.stderr + p.stdout
     jobs = [tmp_path / "sweep" / str(i) for i in range(2)]
     started = [os.stat(j / ".hydra" / "config.yaml").st_mtime for j in jobs]
@@ -412,6 +421,23 @@ def test_parallel_trials_run_at_the_same_time_in_processes(tmp_path):
         cfg = OmegaConf.load(j / ".hydra" / "config.yaml")
         assert cfg.trainer.num_threads == max(1, (os.cpu_count() or 1) // 2)
         assert json.loads((j / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_parallel_search_logs_one_line_when_a_trial_starts_and_one_when_it_ends(
+        parallel_search):
+    """Neither the launcher's lines for each job nor the trials' own summaries, which two
+    processes would print into each other: one log line per trial and event."""
+    _, p = parallel_search
+    lines = (p.stdout + p.stderr).splitlines()
+    started = [int(m.group(1)) for m in map(re.compile(r"\] trial (\d+) started: optim\.lr="
+                                                       r"\d\.\d+$").search, lines) if m]
+    ended = [int(m.group(1)) for m in map(re.compile(
+        r"\] trial (\d+) ended: completed, error/l2_rel/u \d\.\d{4}e-\d\d; 150 steps in "
+        r"\d+\.\d s$").search, lines) if m]
+    assert sorted(started) == sorted(ended) == [0, 1], "\n".join(lines)
+    assert sum(bool(re.search(r"\] trial \d+ ", line)) for line in lines) == 4, "\n".join(lines)
+    for noise in ("Joblib", "Launching", "#0 :", "run folder:", "error/max_abs/u"):
+        assert not any(noise in line for line in lines), (noise, "\n".join(lines))
 
 
 def test_the_submitit_local_launcher_runs_a_search(tmp_path):

@@ -20,6 +20,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 log = logging.getLogger(__name__)
 
 SWEEPS_DIR = "outputs/sweeps"
+LAUNCHER_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
+                    "hydra_plugins.hydra_joblib_launcher",
+                    "hydra_plugins.hydra_submitit_launcher")
 
 
 def _name(value: Any) -> str:
@@ -53,6 +56,9 @@ class OptunaSweeper(Sweeper):
                    for o in self.config.hydra.overrides.hydra)
 
     def _launcher(self, n_jobs: int):
+        # The launchers log every job's command line; the search logs one line per trial.
+        for name in LAUNCHER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=self.task_function,
             config=self.config)
@@ -101,6 +107,7 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         storage = storage_for(o.get("storage"), str(sweep_dir))
         direction = o.get("direction", "minimize")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search logs its own lines
         study = optuna.create_study(
             study_name=name, storage=storage, load_if_exists=True, direction=direction,
             sampler=make_sampler(o.get("sampler", "tpe"), o.get("seed")),
@@ -153,6 +160,8 @@ class OptunaSweeper(Sweeper):
                     trial = ask(study, space.params, owner)
                     beat.add(trial._trial_id)
                 try:
+                    log.info(f"trial {trial.number} started{_rerun(trial)}: "
+                             f"{_params(trial.params)}")
                     overrides = [[*space.overrides(trial.params), *extra,
                                   f"trial={trial.number}"]]
                     (ret,) = launcher.launch(overrides, initial_job_idx=trial.number)
@@ -204,8 +213,7 @@ class OptunaSweeper(Sweeper):
                 study.tell(trial, state=state, skip_if_finished=True)
         except UpdateFinishedTrialError:
             pass  # another search found it stale meanwhile: warned below
-        shown = f"{value:.4e}" if value is not None else outcome.get("status")
-        log.info(f"trial {trial.number}: {state.name.lower()} ({shown}) {trial.params}")
+        log.info(f"trial {trial.number} ended: {_ending(outcome, state, value)}")
         stored = study._storage.get_trial(trial._trial_id)
         if stored.user_attrs.get(STALE) and stored.state == TrialState.FAIL:
             log.warning(f"trial {trial.number} had been declared stale by another search "
@@ -230,9 +238,37 @@ class OptunaSweeper(Sweeper):
                             "best_params": best.params,
                             "best_run": str(sweep_dir / str(best.number))})
             log.info(f"best trial {best.number}: {metric} = {best.value:.4e} with "
-                     f"{best.params}; run folder {sweep_dir / str(best.number)}")
+                     f"{_params(best.params)}; run folder {sweep_dir / str(best.number)}")
         OmegaConf.save(OmegaConf.create(summary), sweep_dir / "optimization_results.yaml")
         log.info(f"report: python -m pinn.report {sweep_dir}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _params(params: dict) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+
+
+def _rerun(trial) -> str:
+    number = trial.user_attrs.get("rerun_of")
+    return "" if number is None else f" (trial {number} again)"
+
+
+def _ending(outcome: dict, state, value: Optional[float]) -> str:
+    """One line: how a trial ended, its objective, steps and wall time, or why it failed."""
+    status = str(outcome.get("status"))
+    shown = value if value is not None else outcome.get("value")
+    parts = [status]
+    if isinstance(shown, float) and shown == shown:
+        parts[0] += f", {outcome.get('metric', 'objective')} {shown:.4e}"
+    if outcome.get("steps") is not None:
+        wall = outcome.get("wall_time_s")
+        parts.append(f"{outcome['steps']} steps" + (f" in {wall:.1f} s" if wall else ""))
+    if status not in ("completed", "pruned") and outcome.get("message"):
+        parts.append(" ".join(str(outcome["message"]).split()))
+    return "; ".join(parts)
 
 
 def _first(distribution) -> str:
