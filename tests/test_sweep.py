@@ -22,7 +22,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from pinn.paths import RunPaths
-from pinn.report import build_report
+from pinn.report import Row, build_report, params_figure, study_rows, write_tables
 from pinn.sweep.heartbeat import CLAIM, HEARTBEAT, OWNER, Heartbeat, stale_reason, this_process
 from pinn.sweep.space import SearchSpaceError, parse_search_space
 from pinn.sweep.study import (RERUN_OF, STALE, ask, default_study_name, finished_count,
@@ -396,6 +396,77 @@ def test_the_report_ranks_every_trial_of_a_study(search):
     statuses = [r["status"] for r in rows]
     assert statuses.index("pruned") > statuses.index("completed")
     assert "optim.lr" in rows[0] and "trainer.debug_nan_at" in rows[0]
+    columns = _table((out / "report.md").read_text())
+    for key in ("error/l2_rel/u", "steps", "wall time (s)", "optim.lr", "trainer.debug_nan_at"):
+        assert len(_shapes(columns[key])) == 1, (key, columns[key])
+
+
+def _table(text: str) -> dict:
+    """The cells of a Markdown table, column by column: header -> cells."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    head, *body = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+    return {h: [row[i] for row in body] for i, h in enumerate(head)}
+
+
+def _shapes(cells) -> set:
+    """How the numbers of a column are written: (notation, decimals) of each non-empty cell."""
+    return {("e" if "e" in c else "f", len(c.split("e")[0].split(".")[1]) if "." in c else 0)
+            for c in cells if c != "-"}
+
+
+def test_each_column_of_the_table_has_one_number_format(tmp_path):
+    rows = [Row("0", "completed", 1.4937e-04, {"optim.lr": 1.4937e-04, "model.width": 28,
+                                                 "sampler.rad_k": 28.0, "act": "tanh"}, 40, 1.0),
+            Row("1", "completed", 0.001252, {"optim.lr": 0.001252, "model.width": 32,
+                                             "sampler.rad_k": 32.23, "act": "gelu"}, 40, 12.345),
+            Row("2", "pruned", 0.5, {"optim.lr": 0.0031, "model.width": 16,
+                                     "sampler.rad_k": 1.5, "act": "sin"}, 10, 61.25),
+            Row("3", "failed", None, {"optim.lr": 0.002, "model.width": 8,
+                                      "sampler.rad_k": 2.0, "act": "tanh"}, None, None)]
+    columns = _table(write_tables(rows, "error/l2_rel/u", tmp_path, "t"))
+    sci, fixed = r"^(-|\d\.\d{3}e[+-]\d\d)$", r"^(-|\d+\.\d\d)$"
+    for key, pattern in [("error/l2_rel/u", sci), ("optim.lr", sci), ("sampler.rad_k", fixed),
+                         ("model.width", r"^\d+$"), ("steps", r"^(-|\d+)$"),
+                         ("wall time (s)", r"^(-|\d+\.\d)$"), ("act", r"^[a-z]+$")]:
+        assert all(re.match(pattern, c) for c in columns[key]), (key, columns[key])
+    assert columns["sampler.rad_k"] == ["28.00", "32.23", "1.50", "2.00"]
+    assert columns["error/l2_rel/u"] == ["1.494e-04", "1.252e-03", "5.000e-01", "-"]
+    assert columns["wall time (s)"] == ["1.0", "12.3", "61.2", "-"]
+    csv_rows = list(__import__("csv").DictReader(open(tmp_path / "report.csv")))
+    assert [float(r["optim.lr"]) for r in csv_rows] == [r.params["optim.lr"] for r in rows]
+    assert float(csv_rows[1]["wall time (s)"]) == 12.345
+
+
+def _stored_study(folder, objectives):
+    """A study on disk with a log-scale and a linear parameter, without training: folder holds
+    study.yaml and the journal, as a search leaves them."""
+    storage = storage_for(None, str(folder))
+    study = optuna.create_study(study_name="scales", storage=storage)
+    dists = {"optim.lr": FloatDistribution(1e-4, 1e-2, log=True),
+             "sampler.rad_k": FloatDistribution(0.5, 2.0)}
+    for i, value in enumerate(objectives):  # lr within one decade: no axis would guess log
+        study.add_trial(optuna.trial.create_trial(
+            params={"optim.lr": 2e-3 + 1e-3 * i, "sampler.rad_k": 0.5 + 0.3 * i},
+            distributions=dists, value=value))
+    (folder / "study.yaml").write_text(yaml.safe_dump({
+        "study_name": "scales", "storage": str(folder / "study.journal"),
+        "metric": "error/l2_rel/u", "direction": "minimize"}))
+    return folder
+
+
+def test_the_report_plots_a_log_scale_parameter_on_a_log_axis(tmp_path):
+    folder = _stored_study(tmp_path, [1e-4, 3e-3, 2e-2, 1e-1])
+    rows, metric, _, scales = study_rows(folder)
+    assert scales == {"optim.lr": "log", "sampler.rad_k": "linear"}
+    axes = {ax.get_xlabel(): ax for ax in params_figure(rows, metric, scales).axes}
+    assert axes["optim.lr"].get_xscale() == "log"
+    assert axes["sampler.rad_k"].get_xscale() == "linear"
+    assert axes["optim.lr"].get_yscale() == "log"  # the objective spans three decades
+    build_report(folder)
+    assert (folder / "report" / "params.png").is_file()
+    narrow = _stored_study(tmp_path / "narrow", [0.61, 0.62, 0.65, 0.7])
+    rows, metric, _, scales = study_rows(narrow)
+    assert {ax.get_yscale() for ax in params_figure(rows, metric, scales).axes} == {"linear"}
 
 
 @pytest.fixture(scope="module")
