@@ -4,11 +4,14 @@ Works on a search (``hydra/sweeper=optuna``: the folder holds ``study.yaml`` and
 on a grid multirun (numbered job folders). Written into ``<folder>/report`` (or ``--out``):
 
 - ``report.md`` and ``report.csv``: rank, trial, status, objective, steps, wall time, then the
-  hyperparameters; completed trials first (best first), then pruned, then failed ones;
+  hyperparameters; completed trials first (best first), then pruned, then failed ones; the
+  Markdown table (also printed) writes each column in one number format, the CSV file every
+  number in full;
 - ``history.png``: the objective of each trial in order, and the best so far;
 - ``importances.png``: each hyperparameter's importance (Optuna's PED-ANOVA evaluator,
   Watanabe et al. 2023, which needs no scikit-learn);
-- ``params.png``: the objective against each hyperparameter.
+- ``params.png``: the objective against each hyperparameter; a log axis for a parameter
+  searched on a log scale (``tag(log, ...)``), and for the objective when it spans a decade.
 
     python -m pinn.report outputs/sweeps/burgers-1a2b3c4d
     python -m pinn.report outputs/multirun/2026-12-01/10-00-00 --metric loss/total
