@@ -89,7 +89,8 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
 
-        from pinn.sweep.heartbeat import Heartbeat, this_process
+        from pinn.sweep.heartbeat import (HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, Heartbeat,
+                                          this_process)
         from pinn.sweep.space import describe, parse_search_space
         from pinn.sweep.study import (ask, check_same_space, default_study_name, finished_count,
                                       make_sampler, pruner_from, recover_stale, running_count,
@@ -131,8 +132,8 @@ class OptunaSweeper(Sweeper):
             "metric": metric, "direction": direction,
             "space": dict(describe(space.params)), "fixed": space.fixed}),
             sweep_dir / "study.yaml")
-        interval = float(o.get("heartbeat_interval", 10.0))
-        grace = float(o.get("heartbeat_grace", 60.0))
+        interval = float(o.get("heartbeat_interval", HEARTBEAT_INTERVAL))
+        grace = float(o.get("heartbeat_grace", HEARTBEAT_GRACE))
         owner = this_process(interval)
         # Only trials whose search is provably gone: other searches may be running this study.
         stale = recover_stale(study, grace, owner)
