@@ -4,11 +4,14 @@ Works on a search (``hydra/sweeper=optuna``: the folder holds ``study.yaml`` and
 on a grid multirun (numbered job folders). Written into ``<folder>/report`` (or ``--out``):
 
 - ``report.md`` and ``report.csv``: rank, trial, status, objective, steps, wall time, then the
-  hyperparameters; completed trials first (best first), then pruned, then failed ones;
+  hyperparameters; completed trials first (best first), then pruned, then failed ones; the
+  Markdown table (also printed) writes each column in one number format, the CSV file every
+  number in full;
 - ``history.png``: the objective of each trial in order, and the best so far;
 - ``importances.png``: each hyperparameter's importance (Optuna's PED-ANOVA evaluator,
   Watanabe et al. 2023, which needs no scikit-learn);
-- ``params.png``: the objective against each hyperparameter.
+- ``params.png``: the objective against each hyperparameter; a log axis for a parameter
+  searched on a log scale (``tag(log, ...)``), and for the objective when it spans a decade.
 
     python -m pinn.report outputs/sweeps/burgers-1a2b3c4d
     python -m pinn.report outputs/multirun/2026-12-01/10-00-00 --metric loss/total
@@ -21,7 +24,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -80,7 +83,8 @@ def _finite(v) -> Optional[float]:
 
 
 def study_rows(folder: Path) -> tuple:
-    """(rows, metric, direction) of the study described by ``folder/study.yaml``."""
+    """(rows, metric, direction, scales) of the study described by ``folder/study.yaml``;
+    ``scales``: each numeric parameter's sampling scale, ``log`` or ``linear``."""
     import optuna
 
     from pinn.sweep.study import STALE, storage_for
@@ -93,12 +97,15 @@ def study_rows(folder: Path) -> tuple:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=info["study_name"],
                               storage=storage or storage_for(str(path), str(folder)))
-    rows = []
+    rows, scales = [], {}
     for t in study.get_trials(deepcopy=False):
         state = t.state.name.lower()
         status = {"complete": "completed", "fail": "failed"}.get(state, state)
-        if t.user_attrs.get(STALE):
+        if t.user_attrs.get(STALE) and status == "failed":
             status = "failed (killed; run again)"
+        for k, d in t.distributions.items():
+            if hasattr(d, "log"):  # float and int distributions; categorical ones have none
+                scales[k] = "log" if d.log else "linear"
         run_dir = Path(t.user_attrs.get("run_dir", folder / str(t.number)))
         if not run_dir.is_absolute() and not run_dir.exists():
             run_dir = folder / str(t.number)
@@ -108,7 +115,7 @@ def study_rows(folder: Path) -> tuple:
                         m.get("steps", t.user_attrs.get("steps")),
                         m.get("wall_time_s", t.user_attrs.get("wall_time_s")),
                         str(run_dir), dict(t.intermediate_values), t.number))
-    return rows, info["metric"], info["direction"]
+    return rows, info["metric"], info["direction"], scales
 
 
 def grid_rows(folder: Path, metric: Optional[str]) -> tuple:
@@ -151,15 +158,47 @@ def rank(rows: List[Row], direction: str) -> List[Row]:
     return sorted(rows, key=key)
 
 
-def _cell(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4e}" if (abs(v) < 1e-3 or abs(v) >= 1e4) and v != 0 else f"{v:.4g}"
-    return str(v).replace("|", "\\|")
+def decades(values: Sequence[object]) -> float:
+    """How many decades the numbers in ``values`` span (log10 of largest / smallest); 0 unless
+    there are numbers and all are finite and positive."""
+    numbers = [float(v) for v in values if _is_number(v)]
+    if not numbers or not all(math.isfinite(v) and v > 0 for v in numbers):
+        return 0.0
+    return math.log10(max(numbers) / min(numbers))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _text(v) -> str:
+    return "-" if v is None else str(v).replace("|", "\\|")
+
+
+def column_format(values: Sequence[object]) -> Callable[[object], str]:
+    """One format for a whole column of the table: integers as integers; real numbers with
+    4 significant digits, in scientific notation when any is small (< 0.01) or large
+    (>= 10^4) or the column spans two decades or more, else with the decimals that give its
+    largest value 4 significant digits; anything else as text. Empty cells are ``-``."""
+    present = [v for v in values if v is not None]
+    if not present or not all(_is_number(v) for v in present):
+        return _text
+    if all(isinstance(v, int) for v in present):
+        return lambda v: "-" if v is None else str(v)
+    sizes = [abs(float(v)) for v in present if math.isfinite(float(v)) and v != 0]
+    if sizes and (min(sizes) < 1e-2 or max(sizes) >= 1e4 or decades(sizes) >= 2):
+        return lambda v: "-" if v is None else f"{float(v):.3e}"
+    digits = max(0, 3 - math.floor(math.log10(max(sizes)))) if sizes else 1
+    return lambda v: "-" if v is None else f"{float(v):.{digits}f}"
+
+
+def _wall_time(v) -> str:
+    return "-" if v is None else f"{float(v):.1f}"
 
 
 def write_tables(rows: List[Row], metric: str, out: Path, title: str) -> str:
+    """report.csv (every number in full precision) and the Markdown table (one format per
+    column, see :func:`column_format`), which is returned."""
     params = sorted({k for r in rows for k in r.params})
     head = ["rank", "trial", "status", metric, "steps", "wall time (s)", *params]
     body = []
@@ -170,6 +209,9 @@ def write_tables(rows: List[Row], metric: str, out: Path, title: str) -> str:
         w = csv.writer(f)
         w.writerow(head)
         w.writerows([["" if c is None else c for c in row] for row in body])
+    columns = list(zip(*body)) if body else [()] * len(head)
+    formats = [_text, _text, _text, *(column_format(c) for c in columns[3:])]
+    formats[5] = _wall_time
     counts = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -177,9 +219,9 @@ def write_tables(rows: List[Row], metric: str, out: Path, title: str) -> str:
     lines = [f"# {title}", "",
              f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())
              + f"; {steps} training steps in all", "",
-             "| " + " | ".join(_cell(h) for h in head) + " |",
+             "| " + " | ".join(_text(h) for h in head) + " |",
              "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in body]
+    lines += ["| " + " | ".join(f(c) for f, c in zip(formats, row)) + " |" for row in body]
     text = "\n".join(lines) + "\n"
     return text
 
@@ -215,14 +257,28 @@ def importances(rows: List[Row], direction: str) -> Dict[str, float]:
         study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
 
 
-def write_figures(rows: List[Row], metric: str, direction: str, out: Path) -> List[str]:
-    """history.png, importances.png, params.png; returns notes on figures not drawn."""
+COLORS = {"completed": "tab:blue", "pruned": "tab:orange"}
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    notes = []
+    return plt
+
+
+def _objectives(rows: List[Row]) -> List[float]:
+    return [r.objective for r in rows if r.objective is not None]
+
+
+def history_figure(rows: List[Row], metric: str, direction: str):
+    """Each trial's objective in order and the best so far; a log axis when the objective
+    spans a decade or more."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     by_number = sorted(rows, key=lambda r: r.number)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     best, best_curve = None, []
@@ -232,67 +288,91 @@ def write_figures(rows: List[Row], metric: str, direction: str, out: Path) -> Li
                                       else r.objective < best)
             best = r.objective if better else best
         best_curve.append(best)
-    colors = {"completed": "tab:blue", "pruned": "tab:orange"}
     for status in ("completed", "pruned"):
         pts = [(r.number, r.objective) for r in by_number
                if r.status == status and r.objective is not None]
         if pts:
-            ax.scatter(*zip(*pts), s=18, color=colors[status], label=status)
+            ax.scatter(*zip(*pts), s=18, color=COLORS[status], label=status)
     ax.step([r.number for r in by_number], [float("nan") if b is None else b
                                             for b in best_curve], where="post",
             color="k", lw=1, label="best so far")
     ax.set_xlabel("trial")
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
-    positive = [r.objective for r in rows if r.objective is not None and r.objective > 0]
-    if positive and len(positive) == len([r for r in rows if r.objective is not None]):
+    if decades(_objectives(rows)) >= 1:
         ax.set_yscale("log")
     ax.legend()
     ax.set_title("optimization history")
     fig.tight_layout()
-    fig.savefig(out / "history.png", dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def importances_figure(imp: Dict[str, float], metric: str):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * len(imp)))
+    names = list(imp)[::-1]
+    ax.barh(names, [imp[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance (PED-ANOVA)")
+    ax.set_title(f"hyperparameter importances for {metric}")
+    fig.tight_layout()
+    return fig
+
+
+def params_figure(rows: List[Row], metric: str, scales: Optional[Dict[str, str]] = None):
+    """The objective against each parameter, one panel each (``None`` without parameters).
+
+    A parameter's axis is logarithmic when its search space says so (``scales[key] ==
+    "log"``: ``tag(log, ...)``); without a declared scale (categorical choices, a grid) when
+    its values span two decades or more. The objective's axis is logarithmic when it spans a
+    decade or more.
+    """
+    scales = scales or {}
+    params = sorted({k for r in rows for k in r.params})
+    if not params:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3.2), squeeze=False)
+    log_objective = decades(_objectives(rows)) >= 1
+    for ax, k in zip(axes[0], params):
+        for status in ("completed", "pruned"):
+            pts = [(r.params[k], r.objective) for r in rows if r.status == status
+                   and r.objective is not None and k in r.params]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            if not all(_is_number(x) for x in xs):
+                xs = [str(x) for x in xs]
+            ax.scatter(xs, ys, s=18, color=COLORS[status], label=status)
+        ax.set_xlabel(k)
+        if log_objective:
+            ax.set_yscale("log")
+        values = [r.params.get(k) for r in rows if k in r.params]
+        if all(_is_number(v) for v in values) and (
+                scales.get(k) == "log" if k in scales else decades(values) >= 2):
+            ax.set_xscale("log")
+            # Within a decade matplotlib labels the minor ticks too: slanted, they stay apart.
+            ax.tick_params(axis="x", which="both", labelrotation=40)
+    axes[0][0].set_ylabel(metric)
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(rows: List[Row], metric: str, direction: str, out: Path,
+                  scales: Optional[Dict[str, str]] = None) -> List[str]:
+    """history.png, importances.png, params.png; returns notes on figures not drawn."""
+    plt = _pyplot()
+    notes = []
+    figures = {"history.png": history_figure(rows, metric, direction)}
     try:
-        imp = importances(rows, direction)
-        fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * len(imp)))
-        names = list(imp)[::-1]
-        ax.barh(names, [imp[n] for n in names], color="tab:blue")
-        ax.set_xlabel("importance (PED-ANOVA)")
-        ax.set_title(f"hyperparameter importances for {metric}")
-        fig.tight_layout()
-        fig.savefig(out / "importances.png", dpi=110)
-        plt.close(fig)
+        figures["importances.png"] = importances_figure(importances(rows, direction), metric)
     except (ReportError, RuntimeError, ValueError, ImportError) as e:
         notes.append(f"importances.png not drawn: {e}")
-
-    params = sorted({k for r in rows for k in r.params})
-    if params:
-        fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3.2),
-                                 squeeze=False)
-        for ax, k in zip(axes[0], params):
-            for status in ("completed", "pruned"):
-                pts = [(r.params[k], r.objective) for r in rows if r.status == status
-                       and r.objective is not None and k in r.params]
-                if not pts:
-                    continue
-                xs, ys = zip(*pts)
-                if not all(isinstance(x, (int, float)) for x in xs):
-                    xs = [str(x) for x in xs]
-                ax.scatter(xs, ys, s=18, color=colors[status], label=status)
-            ax.set_xlabel(k)
-            if positive:
-                ax.set_yscale("log")
-            numeric = [r.params[k] for r in rows if isinstance(r.params.get(k), (int, float))]
-            if numeric and min(numeric) > 0 and max(numeric) / min(numeric) > 100:
-                ax.set_xscale("log")
-        axes[0][0].set_ylabel(metric)
-        axes[0][0].legend()
-        fig.tight_layout()
-        fig.savefig(out / "params.png", dpi=110)
-        plt.close(fig)
+    figures["params.png"] = params_figure(rows, metric, scales)
+    for name, fig in figures.items():
+        if fig is not None:
+            fig.savefig(out / name, dpi=110)
+            plt.close(fig)
     return notes
 
 
@@ -303,8 +383,9 @@ def build_report(folder: Path, out: Optional[Path] = None, metric: Optional[str]
     folder = Path(folder)
     if not folder.is_dir():
         raise ReportError(f"{folder} is not a folder")
+    scales: Dict[str, str] = {}
     if (folder / "study.yaml").is_file():
-        rows, study_metric, study_direction = study_rows(folder)
+        rows, study_metric, study_direction, scales = study_rows(folder)
         if metric is not None and metric != study_metric:
             raise ReportError(f"--metric {metric}: the study was searched on {study_metric}")
         metric, direction = study_metric, direction or study_direction
@@ -320,7 +401,7 @@ def build_report(folder: Path, out: Optional[Path] = None, metric: Optional[str]
     out.mkdir(parents=True, exist_ok=True)
     rows = rank(rows, direction)
     text = write_tables(rows, metric, out, title)
-    notes = write_figures(rows, metric, direction, out)
+    notes = write_figures(rows, metric, direction, out, scales)
     text += "".join(f"\n{n}\n" for n in notes)
     text += "\nFigures: history.png, importances.png, params.png\n"
     (out / "report.md").write_text(text)

@@ -274,6 +274,10 @@ def main(cfg: DictConfig) -> dict:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     resume = reporter = None
     ranks = distributed.launched()
+    # A search's trial prints nothing of its own: trials run side by side would interleave
+    # their summaries, and the sweeper logs one line per trial (the summary is in metrics.json
+    # and TensorBoard's text tab).
+    in_search = multirun and cfg.get("trial") is not None
     try:
         validate(cfg)
         # Decided once; "cuda" without a GPU stops here; under torchrun one GPU per rank.
@@ -305,8 +309,9 @@ def main(cfg: DictConfig) -> dict:
             preflight(paths)
     except (ConfigError, ValueError, CheckpointError) as e:
         # A user mistake: one line, no traceback, and no half-written run folder left behind.
-        # Several ranks meet the same mistake: rank 0 alone says it.
-        if distributed.env_rank() == 0:
+        # Several ranks meet the same mistake: rank 0 alone says it; in a search, the sweeper's
+        # line on how the trial ended.
+        if distributed.env_rank() == 0 and not in_search:
             print(f"error: {e}", file=sys.stderr)
         if distributed.env_rank() == 0:  # the others wrote no folder
             remove_run_dir(Path(hydra_cfg.runtime.output_dir))
@@ -341,8 +346,10 @@ def main(cfg: DictConfig) -> dict:
         if metrics["status"] != "completed" and code:
             sys.exit(code)
         return job_outcome(metrics, None)
-    print(format_summary(metrics, paths))
     status = metrics["status"]
+    if in_search:
+        return job_outcome(metrics, reporter.metric)
+    print(format_summary(metrics, paths))
     if status != "completed":
         print(metrics.get("message", status), file=sys.stderr)
         if status == "interrupted":

@@ -46,15 +46,27 @@ def compose_cfg(overrides=()) -> DictConfig:
         return compose(config_name="train", overrides=eager(overrides))
 
 
+def _cli(args, module, env, defaults) -> tuple:
+    e = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    if module == "pinn.train" and not defaults and "--help" not in args and "--cfg" not in args:
+        args = eager(args)
+    return [sys.executable, "-m", module, *args], e
+
+
 def run_cli(args, cwd, module="pinn.train", timeout=300, env=None,
             defaults=False) -> subprocess.CompletedProcess:
     """Run `python -m <module> args...` in a subprocess with one torch thread (training
     without compilation unless ``args`` set ``derivatives.compile`` or ``defaults`` is true)."""
-    e = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    if module == "pinn.train" and not defaults and "--help" not in args and "--cfg" not in args:
-        args = eager(args)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=e,
-                          capture_output=True, text=True, timeout=timeout)
+    command, e = _cli(args, module, env, defaults)
+    return subprocess.run(command, cwd=cwd, env=e, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_cli(args, cwd, module="pinn.train", env=None, defaults=False) -> subprocess.Popen:
+    """:func:`run_cli` without waiting: the process, its stdout and stderr as text pipes."""
+    command, e = _cli(args, module, env, defaults)
+    return subprocess.Popen(command, cwd=cwd, env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(autouse=True)

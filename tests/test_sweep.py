@@ -3,9 +3,16 @@ continuing a study, the report on a study and on a grid multirun, the submitit l
 and the one-line refusals."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
 
 import optuna
 import pytest
@@ -15,14 +22,15 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from pinn.paths import RunPaths
-from pinn.report import build_report
+from pinn.report import Row, build_report, params_figure, study_rows, write_tables
+from pinn.sweep.heartbeat import CLAIM, HEARTBEAT, OWNER, Heartbeat, stale_reason, this_process
 from pinn.sweep.space import SearchSpaceError, parse_search_space
-from pinn.sweep.study import (STALE, default_study_name, finished_count, make_pruner,
-                              recover_stale, state_of, storage_for)
+from pinn.sweep.study import (RERUN_OF, STALE, ask, default_study_name, finished_count,
+                              make_pruner, recover_stale, running_count, state_of, storage_for)
 from pinn.sweep.trial import TrialReporter, check_metric, default_metric
 from pinn.train import job_outcome, run
 from pinn.pdes import build_pde
-from tests.conftest import compose_cfg, run_cli
+from tests.conftest import compose_cfg, run_cli, start_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -100,6 +108,83 @@ def test_stale_trials_of_a_killed_search_are_failed_and_queued_again(tmp_path):
     rerun = again.ask(dist)
     assert rerun.params == killed.params and rerun.user_attrs["rerun_of"] == killed.number
     assert recover_stale(again) == 1  # the re-run is running: a second restart queues it again
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: no process has this pid now
+    return child.pid
+
+
+def test_a_running_trial_is_stale_only_when_its_search_is_provably_gone():
+    here = this_process()
+    now = time.time()
+    me = here.record()
+    node = {**me, "host": "node-17", "boot": "another-boot"}  # a search on another machine
+
+    def reason(attrs, started=None):
+        return stale_reason(attrs, started, now, 60.0, here)
+
+    # On this machine the process decides: alive (even with an old heartbeat) or gone.
+    assert reason({OWNER: me, HEARTBEAT: now - 3600}) is None
+    assert "is gone" in reason({OWNER: {**me, "pid": _dead_pid()}, HEARTBEAT: now})
+    assert "another process has that pid" in reason({OWNER: {**me, "started": "1"},
+                                                     HEARTBEAT: now})
+    assert "restarted" in reason({OWNER: {**me, "boot": "earlier-boot"}, HEARTBEAT: now})
+    # On another machine (or a pid namespace this one cannot see) the heartbeat decides.
+    assert reason({OWNER: node, HEARTBEAT: now - 10}) is None
+    assert "no heartbeat for 3600 s (grace 60 s)" in reason({OWNER: node, HEARTBEAT: now - 3600})
+    assert reason({OWNER: {**node, "every": 100.0}, HEARTBEAT: now - 200}) is None  # 3 beats
+    assert reason({OWNER: {**me, "pidns": "pid:[1]", "pid": _dead_pid()},
+                   HEARTBEAT: now}) is None
+    # A journal written before heartbeats: no owner, stale as it always was.
+    assert "no owner recorded" in reason({"status": "completed"})
+    # A queued trial just taken by a claimant that records itself as owner next.
+    just = datetime.fromtimestamp(now - 1, tz=timezone.utc)
+    claim = {f"{CLAIM}a": {**me, "time": now}}
+    assert reason(claim, just) is None
+    assert "claimed it is gone" in reason({f"{CLAIM}a": {**me, "pid": _dead_pid(),
+                                                         "time": now}}, just)
+    assert "no owner since" in reason(claim, datetime.fromtimestamp(now - 90, tz=timezone.utc))
+
+
+def test_a_trial_records_its_search_and_other_searches_leave_it_running(tmp_path):
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(study_name="s", storage=storage_for(None, str(tmp_path)))
+    owner = this_process(every=0.05)
+    trial = ask(study, dist, owner)
+    attrs = study.trials[trial.number].user_attrs
+    assert attrs[OWNER] == owner.record() and attrs[OWNER]["pid"] == os.getpid()
+    assert "x" in trial.params and attrs[HEARTBEAT] <= time.time()
+    with Heartbeat(study._storage, 0.05) as beat:  # refreshed from a background thread
+        beat.add(trial._trial_id)
+        time.sleep(0.5)
+    assert study.trials[trial.number].user_attrs[HEARTBEAT] > attrs[HEARTBEAT]
+    other = optuna.load_study(study_name="s", storage=storage_for(None, str(tmp_path)))
+    assert recover_stale(other) == 0 and running_count(other) == 1
+    # A queued trial is claimed, then owned: never RUNNING without a record of its search.
+    study.enqueue_trial({"x": 0.25}, user_attrs={RERUN_OF: 7})
+    queued = ask(study, dist, owner)
+    attrs = study.trials[queued.number].user_attrs
+    assert queued.params == {"x": 0.25} and attrs[OWNER] == owner.record()
+    assert attrs[f"{CLAIM}{owner.token}"]["pid"] == os.getpid()
+    assert recover_stale(other) == 0 and running_count(other) == 2
+
+
+def test_two_searches_that_find_one_stale_trial_queue_it_once(tmp_path):
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    killed = optuna.create_study(study_name="s", storage=storage_for(None, str(tmp_path)))
+    trial = ask(killed, dist, dataclasses.replace(this_process(), pid=_dead_pid()))
+    a, b = (optuna.load_study(study_name="s", storage=storage_for(None, str(tmp_path)))
+            for _ in range(2))
+    seen_by_b = b.get_trials(deepcopy=True)  # b looked before a failed the trial ...
+    assert recover_stale(a) == 1
+    b.get_trials = lambda deepcopy=True, states=None: [  # ... and acts on what it saw
+        t for t in seen_by_b if states is None or t.state in states]
+    assert recover_stale(b) == 0
+    study = optuna.load_study(study_name="s", storage=storage_for(None, str(tmp_path)))
+    assert [t.user_attrs.get(RERUN_OF) for t in study.trials] == [None, trial.number]
+    assert "is gone" in study.trials[trial.number].user_attrs[STALE]
 
 
 def test_outcomes_map_to_trial_states():
@@ -228,6 +313,74 @@ def test_a_killed_search_reruns_its_running_trial_once(search, tmp_path):
     assert finished_count(study) == n + 1 and len(study.trials) == n + 2
 
 
+def _shared(sweep_dir, *args):
+    """A search on the study ``shared`` in ``sweep_dir``, with training overrides ``args``."""
+    return ["-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=random",
+            "hydra.sweeper.pruner=none", "hydra.sweeper.study_name=shared",
+            f"hydra.sweep.dir={sweep_dir}", *TINY, *args,
+            "optim.lr=tag(log, interval(1e-3, 1e-2))"]
+
+
+def _wait_for_running_trial(sweep_dir, process, timeout=120.0):
+    """Wait until ``process`` (a search) runs a trial; returns it."""
+    end = time.time() + timeout
+    while time.time() < end and process.poll() is None:
+        if (sweep_dir / "study.yaml").is_file() and (sweep_dir / "study.journal").is_file():
+            running = [t for t in _study(sweep_dir).trials if t.state == TrialState.RUNNING
+                       and t.user_attrs.get(OWNER, {}).get("pid") == process.pid]
+            if running and (sweep_dir / str(running[0].number) / ".hydra").is_dir():
+                return running[0]
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"no running trial: {process.communicate()[1][-3000:]}")
+
+
+def test_two_searches_on_one_study_run_every_trial_once(tmp_path):
+    """The second search starts while the first runs a trial: neither takes the other's
+    running trials for stale ones, and together they run n_trials (one more at most: asking
+    is not atomic across processes)."""
+    sweep, n = tmp_path / "sweep", 6
+    args = _shared(sweep, f"hydra.sweeper.n_trials={n}", "trainer.steps=300")
+    first = start_cli(args, cwd=tmp_path)
+    _wait_for_running_trial(sweep, first)
+    second = start_cli(args, cwd=tmp_path)
+    for process in (first, second):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    trials = _study(sweep).trials
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert n <= len(trials) <= n + 1
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert not any(STALE in t.user_attrs or RERUN_OF in t.user_attrs for t in trials)
+    assert {t.user_attrs[OWNER]["pid"] for t in trials} == {first.pid, second.pid}
+    assert sorted(int(d.name) for d in sweep.iterdir() if d.name.isdigit()) == \
+        [t.number for t in trials]
+    for t in trials:
+        assert json.loads((sweep / str(t.number) / "metrics.json").read_text())["trial"] == \
+            t.number
+
+
+def test_the_trial_of_a_search_killed_with_sigkill_is_run_again_once(tmp_path):
+    sweep = tmp_path / "sweep"
+    killed = start_cli(_shared(sweep, "hydra.sweeper.n_trials=1", "trainer.steps=1000000",
+                               "trainer.eval_every=100000"), cwd=tmp_path)
+    trial = _wait_for_running_trial(sweep, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+    p = run_cli(_shared(sweep, "hydra.sweeper.n_trials=1"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"trial {trial.number} is stale (its search (pid {killed.pid} on" in p.stdout + p.stderr
+    study = _study(sweep)
+    assert study.trials[trial.number].state == TrialState.FAIL
+    assert "is gone" in study.trials[trial.number].user_attrs[STALE]
+    rerun = [t for t in study.trials if t.user_attrs.get(RERUN_OF) == trial.number]
+    assert len(rerun) == 1 and rerun[0].params == trial.params
+    assert rerun[0].state == TrialState.COMPLETE
+    assert rerun[0].user_attrs[OWNER]["pid"] != killed.pid
+    assert finished_count(study) == 1 and len(study.trials) == 2
+    assert recover_stale(study) == 0  # once: a finished re-run is not queued again
+
+
 def test_the_report_ranks_every_trial_of_a_study(search):
     cwd, sweep_dir, _ = search
     p = run_cli([str(sweep_dir)], cwd=cwd, module="pinn.report")
@@ -243,14 +396,93 @@ def test_the_report_ranks_every_trial_of_a_study(search):
     statuses = [r["status"] for r in rows]
     assert statuses.index("pruned") > statuses.index("completed")
     assert "optim.lr" in rows[0] and "trainer.debug_nan_at" in rows[0]
+    columns = _table((out / "report.md").read_text())
+    for key in ("error/l2_rel/u", "steps", "wall time (s)", "optim.lr", "trainer.debug_nan_at"):
+        assert len(_shapes(columns[key])) == 1, (key, columns[key])
 
 
-def test_parallel_trials_run_at_the_same_time_in_processes(tmp_path):
+def _table(text: str) -> dict:
+    """The cells of a Markdown table, column by column: header -> cells."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    head, *body = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+    return {h: [row[i] for row in body] for i, h in enumerate(head)}
+
+
+def _shapes(cells) -> set:
+    """How the numbers of a column are written: (notation, decimals) of each non-empty cell."""
+    return {("e" if "e" in c else "f", len(c.split("e")[0].split(".")[1]) if "." in c else 0)
+            for c in cells if c != "-"}
+
+
+def test_each_column_of_the_table_has_one_number_format(tmp_path):
+    rows = [Row("0", "completed", 1.4937e-04, {"optim.lr": 1.4937e-04, "model.width": 28,
+                                                 "sampler.rad_k": 28.0, "act": "tanh"}, 40, 1.0),
+            Row("1", "completed", 0.001252, {"optim.lr": 0.001252, "model.width": 32,
+                                             "sampler.rad_k": 32.23, "act": "gelu"}, 40, 12.345),
+            Row("2", "pruned", 0.5, {"optim.lr": 0.0031, "model.width": 16,
+                                     "sampler.rad_k": 1.5, "act": "sin"}, 10, 61.25),
+            Row("3", "failed", None, {"optim.lr": 0.002, "model.width": 8,
+                                      "sampler.rad_k": 2.0, "act": "tanh"}, None, None)]
+    columns = _table(write_tables(rows, "error/l2_rel/u", tmp_path, "t"))
+    sci, fixed = r"^(-|\d\.\d{3}e[+-]\d\d)$", r"^(-|\d+\.\d\d)$"
+    for key, pattern in [("error/l2_rel/u", sci), ("optim.lr", sci), ("sampler.rad_k", fixed),
+                         ("model.width", r"^\d+$"), ("steps", r"^(-|\d+)$"),
+                         ("wall time (s)", r"^(-|\d+\.\d)$"), ("act", r"^[a-z]+$")]:
+        assert all(re.match(pattern, c) for c in columns[key]), (key, columns[key])
+    assert columns["sampler.rad_k"] == ["28.00", "32.23", "1.50", "2.00"]
+    assert columns["error/l2_rel/u"] == ["1.494e-04", "1.252e-03", "5.000e-01", "-"]
+    assert columns["wall time (s)"] == ["1.0", "12.3", "61.2", "-"]
+    csv_rows = list(__import__("csv").DictReader(open(tmp_path / "report.csv")))
+    assert [float(r["optim.lr"]) for r in csv_rows] == [r.params["optim.lr"] for r in rows]
+    assert float(csv_rows[1]["wall time (s)"]) == 12.345
+
+
+def _stored_study(folder, objectives):
+    """A study on disk with a log-scale and a linear parameter, without training: folder holds
+    study.yaml and the journal, as a search leaves them."""
+    storage = storage_for(None, str(folder))
+    study = optuna.create_study(study_name="scales", storage=storage)
+    dists = {"optim.lr": FloatDistribution(1e-4, 1e-2, log=True),
+             "sampler.rad_k": FloatDistribution(0.5, 2.0)}
+    for i, value in enumerate(objectives):  # lr within one decade: no axis would guess log
+        study.add_trial(optuna.trial.create_trial(
+            params={"optim.lr": 2e-3 + 1e-3 * i, "sampler.rad_k": 0.5 + 0.3 * i},
+            distributions=dists, value=value))
+    (folder / "study.yaml").write_text(yaml.safe_dump({
+        "study_name": "scales", "storage": str(folder / "study.journal"),
+        "metric": "error/l2_rel/u", "direction": "minimize"}))
+    return folder
+
+
+def test_the_report_plots_a_log_scale_parameter_on_a_log_axis(tmp_path):
+    folder = _stored_study(tmp_path, [1e-4, 3e-3, 2e-2, 1e-1])
+    rows, metric, _, scales = study_rows(folder)
+    assert scales == {"optim.lr": "log", "sampler.rad_k": "linear"}
+    axes = {ax.get_xlabel(): ax for ax in params_figure(rows, metric, scales).axes}
+    assert axes["optim.lr"].get_xscale() == "log"
+    assert axes["sampler.rad_k"].get_xscale() == "linear"
+    assert axes["optim.lr"].get_yscale() == "log"  # the objective spans three decades
+    build_report(folder)
+    assert (folder / "report" / "params.png").is_file()
+    narrow = _stored_study(tmp_path / "narrow", [0.61, 0.62, 0.65, 0.7])
+    rows, metric, _, scales = study_rows(narrow)
+    assert {ax.get_yscale() for ax in params_figure(rows, metric, scales).axes} == {"linear"}
+
+
+@pytest.fixture(scope="module")
+def parallel_search(tmp_path_factory):
+    """Two trials at a time, in two processes (the joblib launcher)."""
+    tmp_path = tmp_path_factory.mktemp("parallel")
     p = run_cli(["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                  "hydra.sweeper.n_jobs=2", "hydra.sweeper.pruner=none", *TINY,
                  "trainer.steps=150", "optim.lr=tag(log, interval(1e-3, 1e-2))",
                  f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
+    return tmp_path, p
+
+
+def test_parallel_trials_run_at_the_same_time_in_processes(parallel_search):
+    tmp_path, p = parallel_search
     assert "2 trials at a time, each in its own process (joblib launcher)" in p.stderr + p.stdout
     jobs = [tmp_path / "sweep" / str(i) for i in range(2)]
     started = [os.stat(j / ".hydra" / "config.yaml").st_mtime for j in jobs]
@@ -260,6 +492,23 @@ def test_parallel_trials_run_at_the_same_time_in_processes(tmp_path):
         cfg = OmegaConf.load(j / ".hydra" / "config.yaml")
         assert cfg.trainer.num_threads == max(1, (os.cpu_count() or 1) // 2)
         assert json.loads((j / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_parallel_search_logs_one_line_when_a_trial_starts_and_one_when_it_ends(
+        parallel_search):
+    """Neither the launcher's lines for each job nor the trials' own summaries, which two
+    processes would print into each other: one log line per trial and event."""
+    _, p = parallel_search
+    lines = (p.stdout + p.stderr).splitlines()
+    started = [int(m.group(1)) for m in map(re.compile(r"\] trial (\d+) started: optim\.lr="
+                                                       r"\d\.\d+$").search, lines) if m]
+    ended = [int(m.group(1)) for m in map(re.compile(
+        r"\] trial (\d+) ended: completed, error/l2_rel/u \d\.\d{4}e-\d\d; 150 steps in "
+        r"\d+\.\d s$").search, lines) if m]
+    assert sorted(started) == sorted(ended) == [0, 1], "\n".join(lines)
+    assert sum(bool(re.search(r"\] trial \d+ ", line)) for line in lines) == 4, "\n".join(lines)
+    for noise in ("Joblib", "Launching", "#0 :", "run folder:", "error/max_abs/u"):
+        assert not any(noise in line for line in lines), (noise, "\n".join(lines))
 
 
 def test_the_submitit_local_launcher_runs_a_search(tmp_path):
@@ -304,6 +553,9 @@ def test_the_report_of_a_grid_multirun(tmp_path):
     (["-m", "hydra/sweeper=optuna", "hydra.sweeper.metric=error/l2_rel/w",
       "optim.lr=interval(1e-3, 1e-2)"], "hydra.sweeper.metric=error/l2_rel/w is not a metric"),
     (["hydra/sweeper=optuna", "optim.lr=interval(1e-3, 1e-2)"], "add -m"),
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.heartbeat_grace=5",
+      "optim.lr=interval(1e-3, 1e-2)"], "hydra.sweeper.heartbeat_grace=5.0 is not allowed: more "
+     "seconds than hydra.sweeper.heartbeat_interval=10.0"),
 ])
 def test_bad_searches_stop_in_one_line_before_any_trial(tmp_path, args, words):
     p = run_cli([*args, "pde=heat"], cwd=tmp_path)

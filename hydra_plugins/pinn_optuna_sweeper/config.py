@@ -43,6 +43,11 @@ class OptunaSweeperConf:
     pruner_percentile: float = 25.0  # percentile pruner: keep trials in the best p percent
     study_name: Optional[str] = None  # null: <pde>-<hash of the command's overrides>
     storage: Optional[str] = None    # null: <sweep dir>/study.journal; a path or sqlite:///...
+    # Two searches may share a study. A trial's search refreshes its heartbeat every
+    # heartbeat_interval seconds; a trial of a search on another machine with no heartbeat for
+    # heartbeat_grace seconds is run again (on this machine a dead pid tells at once).
+    heartbeat_interval: float = 10.0
+    heartbeat_grace: float = 60.0
     params: Dict[str, str] = field(default_factory=dict)  # key -> search space, as on the CLI
 
 

@@ -20,6 +20,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 log = logging.getLogger(__name__)
 
 SWEEPS_DIR = "outputs/sweeps"
+LAUNCHER_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
+                    "hydra_plugins.hydra_joblib_launcher",
+                    "hydra_plugins.hydra_submitit_launcher")
 
 
 def _name(value: Any) -> str:
@@ -53,6 +56,9 @@ class OptunaSweeper(Sweeper):
                    for o in self.config.hydra.overrides.hydra)
 
     def _launcher(self, n_jobs: int):
+        # The launchers log every job's command line; the search logs one line per trial.
+        for name in LAUNCHER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=self.task_function,
             config=self.config)
@@ -83,10 +89,12 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
 
+        from pinn.sweep.heartbeat import (HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, Heartbeat,
+                                          this_process)
         from pinn.sweep.space import describe, parse_search_space
-        from pinn.sweep.study import (check_same_space, default_study_name, finished_count,
-                                      make_sampler, pruner_from, recover_stale, state_of,
-                                      storage_for)
+        from pinn.sweep.study import (ask, check_same_space, default_study_name, finished_count,
+                                      make_sampler, pruner_from, recover_stale, running_count,
+                                      state_of, storage_for)
 
         o = self.options
         params = dict(o.get("params") or {})
@@ -100,6 +108,7 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         storage = storage_for(o.get("storage"), str(sweep_dir))
         direction = o.get("direction", "minimize")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search logs its own lines
         study = optuna.create_study(
             study_name=name, storage=storage, load_if_exists=True, direction=direction,
             sampler=make_sampler(o.get("sampler", "tpe"), o.get("seed")),
@@ -123,44 +132,52 @@ class OptunaSweeper(Sweeper):
             "metric": metric, "direction": direction,
             "space": dict(describe(space.params)), "fixed": space.fixed}),
             sweep_dir / "study.yaml")
-        stale = recover_stale(study)
+        interval = float(o.get("heartbeat_interval", HEARTBEAT_INTERVAL))
+        grace = float(o.get("heartbeat_grace", HEARTBEAT_GRACE))
+        owner = this_process(interval)
+        # Only trials whose search is provably gone: other searches may be running this study.
+        stale = recover_stale(study, grace, owner)
         if stale:
-            log.info(f"{stale} trial(s) left running by an earlier, killed search: run again")
+            log.info(f"{stale} trial(s) left running by a search that is gone: run again")
         n_trials, n_jobs = int(o.get("n_trials", 20)), max(1, int(o.get("n_jobs", 1)))
-        done = finished_count(study)
-        log.info(f"study {name} in {sweep_dir}: {done} of {n_trials} trials done; "
-                 f"objective {direction} {metric}")
+        done, elsewhere = finished_count(study), running_count(study)
+        log.info(f"study {name} in {sweep_dir}: {done} of {n_trials} trials done"
+                 + (f", {elsewhere} running in other searches" if elsewhere else "")
+                 + f"; objective {direction} {metric}")
         extra = self._thread_override(n_jobs, arguments)
         launcher = self._launcher(n_jobs)
         results: list = []
         lock = threading.Lock()
-        running = [0]
 
-        def worker() -> None:
+        def worker(beat: Heartbeat) -> None:
             # Asynchronous: a slot takes the next trial as soon as its last one ends (a pruned
-            # trial frees its slot at once), as Optuna's own n_jobs does.
+            # trial frees its slot at once), as Optuna's own n_jobs does. n_trials counts the
+            # whole study: finished trials and those running in any search.
             while True:
                 with lock:
-                    if finished_count(study) + running[0] >= n_trials:
+                    recover_stale(study, grace, owner)  # a search that died meanwhile
+                    if finished_count(study) + running_count(study) >= n_trials:
                         return
-                    trial = study.ask(space.params)
-                    running[0] += 1
+                    trial = ask(study, space.params, owner)
+                    beat.add(trial._trial_id)
                 try:
+                    log.info(f"trial {trial.number} started{_rerun(trial)}: "
+                             f"{_params(trial.params)}")
                     overrides = [[*space.overrides(trial.params), *extra,
                                   f"trial={trial.number}"]]
                     (ret,) = launcher.launch(overrides, initial_job_idx=trial.number)
                     with lock:
                         results.append(self._tell(study, trial, ret, sweep_dir, state_of))
                 finally:
-                    with lock:
-                        running[0] -= 1
+                    beat.discard(trial._trial_id)
 
-        if n_jobs == 1:
-            worker()
-        else:
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                for future in [pool.submit(worker) for _ in range(n_jobs)]:
-                    future.result()
+        with Heartbeat(study._storage, interval) as beat:
+            if n_jobs == 1:
+                worker(beat)
+            else:
+                with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                    for future in [pool.submit(worker, beat) for _ in range(n_jobs)]:
+                        future.result()
         self._summary(study, metric, sweep_dir)
         return results
 
@@ -173,7 +190,10 @@ class OptunaSweeper(Sweeper):
         return [f"trainer.num_threads={max(1, (os.cpu_count() or 1) // n_jobs)}"]
 
     def _tell(self, study, trial, ret, sweep_dir: Path, state_of):
+        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
+
+        from pinn.sweep.study import STALE
 
         try:
             outcome = ret.return_value
@@ -182,17 +202,24 @@ class OptunaSweeper(Sweeper):
         if not isinstance(outcome, dict):
             outcome = {"status": "failed", "message": f"the job returned {outcome!r}"}
         state, value = state_of(outcome)
-        for key in ("status", "message", "steps", "wall_time_s"):
-            if outcome.get(key) is not None:
-                study._storage.set_trial_user_attr(trial._trial_id, key, outcome[key])
-        study._storage.set_trial_user_attr(trial._trial_id, "run_dir",
-                                           str(sweep_dir / str(trial.number)))
-        if state == TrialState.COMPLETE:
-            study.tell(trial, value)
-        else:
-            study.tell(trial, state=state)
-        shown = f"{value:.4e}" if value is not None else outcome.get("status")
-        log.info(f"trial {trial.number}: {state.name.lower()} ({shown}) {trial.params}")
+        try:
+            for key in ("status", "message", "steps", "wall_time_s"):
+                if outcome.get(key) is not None:
+                    study._storage.set_trial_user_attr(trial._trial_id, key, outcome[key])
+            study._storage.set_trial_user_attr(trial._trial_id, "run_dir",
+                                               str(sweep_dir / str(trial.number)))
+            if state == TrialState.COMPLETE:
+                study.tell(trial, value, skip_if_finished=True)
+            else:
+                study.tell(trial, state=state, skip_if_finished=True)
+        except UpdateFinishedTrialError:
+            pass  # another search found it stale meanwhile: warned below
+        log.info(f"trial {trial.number} ended: {_ending(outcome, state, value)}")
+        stored = study._storage.get_trial(trial._trial_id)
+        if stored.user_attrs.get(STALE) and stored.state == TrialState.FAIL:
+            log.warning(f"trial {trial.number} had been declared stale by another search "
+                        f"({stored.user_attrs[STALE]}) and is run again there; this run's "
+                        f"result stays in {sweep_dir / str(trial.number)}")
         return outcome
 
     def _summary(self, study, metric: str, sweep_dir: Path) -> None:
@@ -212,9 +239,37 @@ class OptunaSweeper(Sweeper):
                             "best_params": best.params,
                             "best_run": str(sweep_dir / str(best.number))})
             log.info(f"best trial {best.number}: {metric} = {best.value:.4e} with "
-                     f"{best.params}; run folder {sweep_dir / str(best.number)}")
+                     f"{_params(best.params)}; run folder {sweep_dir / str(best.number)}")
         OmegaConf.save(OmegaConf.create(summary), sweep_dir / "optimization_results.yaml")
         log.info(f"report: python -m pinn.report {sweep_dir}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _params(params: dict) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+
+
+def _rerun(trial) -> str:
+    number = trial.user_attrs.get("rerun_of")
+    return "" if number is None else f" (trial {number} again)"
+
+
+def _ending(outcome: dict, state, value: Optional[float]) -> str:
+    """One line: how a trial ended, its objective, steps and wall time, or why it failed."""
+    status = str(outcome.get("status"))
+    shown = value if value is not None else outcome.get("value")
+    parts = [status]
+    if isinstance(shown, float) and shown == shown:
+        parts[0] += f", {outcome.get('metric', 'objective')} {shown:.4e}"
+    if outcome.get("steps") is not None:
+        wall = outcome.get("wall_time_s")
+        parts.append(f"{outcome['steps']} steps" + (f" in {wall:.1f} s" if wall else ""))
+    if status not in ("completed", "pruned") and outcome.get("message"):
+        parts.append(" ".join(str(outcome["message"]).split()))
+    return "; ".join(parts)
 
 
 def _first(distribution) -> str:

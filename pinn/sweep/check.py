@@ -53,6 +53,12 @@ def check_search(overrides: Sequence[str], multirun: bool,
              sweeper.pruner_warmup_steps, "an integer >= 0")
     _require(0 < sweeper.pruner_percentile < 100, "hydra.sweeper.pruner_percentile",
              sweeper.pruner_percentile, "a number between 0 and 100")
+    _require(sweeper.heartbeat_interval > 0, "hydra.sweeper.heartbeat_interval",
+             sweeper.heartbeat_interval, "a number of seconds > 0")
+    _require(sweeper.heartbeat_grace > sweeper.heartbeat_interval,
+             "hydra.sweeper.heartbeat_grace", sweeper.heartbeat_grace,
+             f"more seconds than hydra.sweeper.heartbeat_interval={sweeper.heartbeat_interval} "
+             "(a few intervals, so that one late heartbeat does not end a live trial)")
     if any(o.split("=", 1)[0].lstrip("+~") == "trial" for o in task_lines):
         raise ValueError("trial is set by the optuna sweeper for each job; leave it out")
     from pinn.pdes import build_pde
