@@ -35,7 +35,7 @@ class OptunaSweeperConf:
     n_jobs: int = 1                  # trials at a time, each in its own process when > 1
     sampler: Sampler = Sampler.tpe   # tpe | random | cmaes | gp | qmc
     seed: Optional[int] = 0          # the sampler's seed; null = unseeded
-    direction: Direction = Direction.minimize
+    direction: Direction = Direction.minimize  # minimize | maximize the metric
     metric: Optional[str] = None     # null: error/l2_rel/<first output>, else loss/total
     pruner: Pruner = Pruner.median   # none | median | percentile | successive_halving | hyperband
     pruner_startup_trials: int = 5   # median, percentile: completed trials before any pruning
@@ -46,8 +46,8 @@ class OptunaSweeperConf:
     # Two searches may share a study. A trial's search refreshes its heartbeat every
     # heartbeat_interval seconds; a trial of a search on another machine with no heartbeat for
     # heartbeat_grace seconds is run again (on this machine a dead pid tells at once).
-    heartbeat_interval: float = 10.0
-    heartbeat_grace: float = 60.0
+    heartbeat_interval: float = 10.0  # seconds between a search's heartbeats for its trials
+    heartbeat_grace: float = 60.0     # seconds without one: another machine's trial runs again
     params: Dict[str, str] = field(default_factory=dict)  # key -> search space, as on the CLI
 
 
