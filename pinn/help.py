@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 COMMANDS = {
     "train": [
-        ("python -m pinn.train", "the default run: Burgers, about a minute on 2 CPU cores"),
+        ("python -m pinn.train", "the default run: Burgers, about 2 minutes on 2 CPU cores"),
         ("python -m pinn.train pde=heat model.width=32", "another problem, a wider network"),
         ("python -m pinn.train experiment=precise pde=<problem>",
          "high accuracy, 15-minute budget (trainer.max_minutes)"),

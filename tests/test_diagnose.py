@@ -31,3 +31,13 @@ def test_diagnose_refuses_a_network_without_bn(tmp_path):
     p = run_cli(["model.norm=none", f"hydra.run.dir={tmp_path / 'd'}"], cwd=REPO,
                 module="pinn.diagnose")
     assert p.returncode != 0 and "model.norm='none' is not allowed here" in p.stderr
+
+
+def test_diagnose_refuses_a_thread_count_below_one_and_leaves_no_folder(tmp_path):
+    from tests.conftest import run_cli
+
+    r = run_cli(["num_threads=0"], cwd=tmp_path, module="pinn.diagnose")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: num_threads=0 is not allowed: null or an integer >= 1"]
+    assert not (tmp_path / "outputs").exists()
