@@ -174,22 +174,28 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
 
 
 def test_resume_with_a_different_network_is_refused(tmp_path):
-    """Shape, precision and BN mode fix what the checkpoint holds: a change is refused in one
-    line naming it (nothing trained, exit 2)."""
+    """Shape, precision, BN mode and the learned coefficients fix what the checkpoint holds: a
+    change is refused in one line naming it (nothing trained, exit 2)."""
+    from pinn.train import shape_differences
+
     run_dir = tmp_path / "run"
     p = run_cli([*EXACT, "trainer.steps=2", "trainer.qn_steps=0", f"hydra.run.dir={run_dir}"],
                 cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    for change, named in [("model.width=13", "model.width: 12 -> 13"),
-                          ("precision=float32", "precision: 'float64' -> 'float32'"),
-                          ("bn.mode=frozen", "bn.mode: 'detached' -> 'frozen'")]:
-        p = run_cli([*EXACT, change, f"trainer.resume={run_dir}",
-                     f"hydra.run.dir={tmp_path / 'again'}"], cwd=tmp_path)
-        assert p.returncode == 2, change
-        assert p.stderr.strip().splitlines() == [
-            f"error: trainer.resume={run_dir}: the run's network differs in {named}; "
-            "resume with the run's values or start a new run"]
+    p = run_cli([*EXACT, "model.width=13", f"trainer.resume={run_dir}",
+                 f"hydra.run.dir={tmp_path / 'again'}"], cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        f"error: trainer.resume={run_dir}: the run's network differs in model.width: 12 -> 13; "
+        "resume with the run's values or start a new run"]
     assert load_checkpoint(RunPaths(run_dir).last_checkpoint).step == 2
+    saved = compose_cfg(EXACT)
+    for change, named in [("precision=float32", "precision: 'float64' -> 'float32'"),
+                          ("bn.mode=frozen", "bn.mode: 'detached' -> 'frozen'"),
+                          ("+pde.unknown.nu.init=0.5", "pde.unknown: [] -> ['nu']")]:
+        assert shape_differences(compose_cfg([*EXACT, change]), saved) == [named], change
+    assert shape_differences(compose_cfg([*EXACT, "optim.qn=bfgs", "trainer.steps=99"]),
+                             saved) == []  # converted or free (see the next test)
 
 
 @pytest.mark.parametrize("before, after", [("lbfgs", "ssbroyden"), ("ssbroyden", "lbfgs"),
