@@ -21,7 +21,7 @@ from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR
 from pinn.device import device_info
 from pinn.evaluation import grid_errors, make_eval_grid, predict_grid, residual_statistics
-from pinn.figures import headline, plt, prediction_figure, slices_figure
+from pinn.figures import headline, prediction_figure, pyplot, slices_figure
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
 
@@ -92,7 +92,7 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
             figures.append(str(png.relative_to(paths.root)))
             if writer is not None:
                 writer.add_figure(f"evaluation/{name}_{kind}", fig, step, close=False)
-            plt.close(fig)
+            pyplot().close(fig)
     if writer is not None:
         writer.close()
     result["figures"] = figures

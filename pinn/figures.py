@@ -3,14 +3,20 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+import numpy as np
 
 ERROR_DECADES = 4  # the error panel's log colour scale spans this many decades below its max
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported on first use: a run that draws no
+    figure (log.figures=false, a search's trials) does not pay its import (0.4 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def headline(problem: str, step: int, pred: np.ndarray, ref: Optional[np.ndarray],
@@ -38,6 +44,9 @@ def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
         err = np.abs(pred - ref)
         panels += [(f"reference {name}(x, t)", ref, "viridis"),
                    (f"|error| of {name}, max {float(err.max()):.2e} (log scale)", err, "magma")]
+    from matplotlib.colors import LogNorm
+
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6),
                              constrained_layout=True, squeeze=False)
     extent = (t[0], t[-1], x[0], x[-1])
@@ -63,6 +72,7 @@ def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
 def slices_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray, ref: Optional[np.ndarray],
                   times: Sequence[float], name: str = "u", title: str = ""):
     """u(x) at a few times: prediction (solid) against reference (dashed); arrays (Nt, Nx)."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(times), figsize=(3.2 * len(times), 3.0),
                              constrained_layout=True, squeeze=False, sharey=True)
     for ax, tv in zip(axes[0], times):

@@ -126,7 +126,8 @@ def test_figures_state_problem_step_and_error_and_show_the_error_on_a_log_scale(
     import numpy as np
     from matplotlib.colors import LogNorm
 
-    from pinn.figures import headline, plt, prediction_figure, slices_figure
+    from pinn.figures import headline, prediction_figure, pyplot, slices_figure
+    plt = pyplot()
     x, t = np.linspace(-1, 1, 21), np.linspace(0, 1, 11)
     ref = np.sin(np.pi * x)[None, :] * np.exp(-t)[:, None]  # (Nt, Nx)
     pred = ref.copy()
