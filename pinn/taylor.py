@@ -87,6 +87,9 @@ def _blocks(model: nn.Module) -> Tuple[Optional[list], Optional[str]]:
     """[(linear, bn or None, activation kind)] per hidden block, or (None, reason)."""
     if not isinstance(model, MLP):
         return None, f"{type(model).__name__} is not a pinn.nn.mlp.MLP"
+    if getattr(model, "n_in", 2) != 2:
+        return None, (f"the network takes {model.n_in} input columns; the taylor engine "
+                      "handles (x, t) only so far")
     blocks = []
     for i, block in enumerate(model.hidden):
         layers = list(block) if isinstance(block, nn.Sequential) else [block]

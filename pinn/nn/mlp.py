@@ -29,7 +29,8 @@ class MLP(nn.Module):
         depth, width: hidden blocks and their width.
         activation: a key of :data:`ACTIVATIONS`.
         norm: ``none`` or ``batch``.
-        lower, upper: domain bounds of (x, t), each a sequence of 2 numbers.
+        lower, upper: domain bounds, one number per input column (2 for (x, t); as many as
+            the problem's axes, see :mod:`pinn.coords`).
         bn_eps, bn_momentum, bn_mode: see :class:`pinn.nn.norm.BatchNorm`.
         embedding: fixed features of the normalized inputs (periodic in x, Fourier features;
             :class:`pinn.nn.embedding.Embedding`), or None for (x^, t^) themselves.
@@ -49,6 +50,9 @@ class MLP(nn.Module):
                              f"{', '.join(ACTIVATIONS)}")
         if norm not in ("none", "batch"):
             raise ValueError(f"model.norm={norm!r} is not allowed: one of none, batch")
+        if len(lower) != len(upper) or not lower:
+            raise ValueError(f"MLP bounds: lower {list(lower)} and upper {list(upper)} must give "
+                             "one number per input column")
         lo = torch.tensor([float(v) for v in lower], dtype=torch.float64)
         hi = torch.tensor([float(v) for v in upper], dtype=torch.float64)
         self.register_buffer("in_center", (hi + lo) / 2)
@@ -56,7 +60,8 @@ class MLP(nn.Module):
         self.embedding = embedding
         self.output_transform = output_transform
         blocks = []
-        n_in = 2 if embedding is None else embedding.n_features
+        self.n_in = len(lower)  # input columns
+        n_in = self.n_in if embedding is None else embedding.n_features
         for _ in range(depth):
             layers = [nn.Linear(n_in, width)]
             if norm == "batch":
@@ -72,7 +77,7 @@ class MLP(nn.Module):
                 nn.init.xavier_normal_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, xt: torch.Tensor) -> torch.Tensor:  # (N, 2) -> (N, n_out)
+    def forward(self, xt: torch.Tensor) -> torch.Tensor:  # (N, n_in) -> (N, n_out)
         # The bounds are buffers in the network's precision (build_model casts the whole
         # network, these included); the cast here serves inputs of another dtype.
         h = (xt - self.in_center.to(xt.dtype)) * self.in_scale.to(xt.dtype)

@@ -179,8 +179,9 @@ def running_statistics_fixed(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def calibrate_bn(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
-    """Set every BN layer's running statistics to the exact population statistics of (x, t).
+def calibrate_bn(model: nn.Module, x: torch.Tensor, t: Optional[torch.Tensor] = None) -> None:
+    """Set every BN layer's running statistics to the exact population statistics of (x, t),
+    or of the points ``x`` (N, d) alone when ``t`` is not given (problems of any dimension).
 
     One forward pass over the whole set, layer by layer: each layer stores the mean and biased
     variance of its input and normalizes with them, so the next layer sees exactly what it will
@@ -188,13 +189,13 @@ def calibrate_bn(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
 
     Args:
         model: a network built by :func:`pinn.nn.build_model`.
-        x, t: (N, 1) each.
+        x, t: (N, 1) each; or x (N, d), the points, and t None.
     """
     layers = bn_layers(model)
     for m in layers:
         m._calibrating = True
     try:
-        model(torch.cat([x, t], dim=1))
+        model(x if t is None else torch.cat([x, t], dim=1))
     finally:
         for m in layers:
             m._calibrating = False
