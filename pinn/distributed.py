@@ -78,6 +78,21 @@ def env_local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
 
 
+# How long a rank other than 0 waits, on a mistake every rank meets, before it exits itself.
+REFUSAL_GRACE_S = 20.0
+
+
+def exit_refused(code: int = 2) -> None:
+    """Exit with ``code`` on a mistake every rank meets (a bad key, a refused search): rank 0
+    says it and exits at once; under torchrun the other ranks first give rank 0 time to print,
+    since the launcher ends every rank as soon as one exits, which could end rank 0 before its
+    line is out. The launcher ends them when rank 0 exits; they exit themselves after
+    :data:`REFUSAL_GRACE_S` where it does not."""
+    if launched() and env_rank() != 0:
+        time.sleep(REFUSAL_GRACE_S)
+    raise SystemExit(code)
+
+
 def current() -> Optional[Group]:
     """The distributed group this process belongs to, or None (one process, or inside
     :func:`local`)."""

@@ -317,7 +317,7 @@ def main(cfg: DictConfig) -> dict:
             remove_run_dir(Path(hydra_cfg.runtime.output_dir))
         if multirun:
             return {"status": "failed", "message": str(e), "value": float("nan")}
-        sys.exit(2)
+        distributed.exit_refused(2)
     if ranks:
         # Every rank joins the group and adopts rank 0's run folder (the others' own Hydra
         # folders are not written, see distributed_overrides).
@@ -370,7 +370,7 @@ def distributed_overrides(argv: List[str]) -> List[str]:
             print("error: a search or multirun (-m) cannot run under torchrun; run the search "
                   "with one process per trial (see docs/distributed.md)",
                   file=sys.stderr)
-        sys.exit(2)
+        distributed.exit_refused(2)
     if distributed.env_rank() == 0:
         return argv
     # Hydra's run folder must exist; the system's temporary folder does, and nothing is written
@@ -384,6 +384,11 @@ if __name__ == "__main__":
         sys.argv[1:] = distributed_overrides(sys.argv[1:])
     with quiet_closed_pipe():
         # One line per mistake, before any output; under torchrun rank 0 alone says it.
-        with redirect_stderr(io.StringIO()) if distributed.env_rank() != 0 else nullcontext():
-            check_command_line("train", TrainConfig)
+        try:
+            with redirect_stderr(io.StringIO()) if distributed.env_rank() != 0 else nullcontext():
+                check_command_line("train", TrainConfig)
+        except SystemExit as e:
+            if e.code:
+                distributed.exit_refused(e.code)
+            raise
         main()

@@ -72,3 +72,14 @@ def start_cli(args, cwd, module="pinn.train", env=None, defaults=False) -> subpr
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_kept():
+    """torch's default dtype is process-wide: a test or module that changes it and does not
+    restore it changes every later test (points drawn in float64, a float32 check passing on
+    float64), so it is checked before and after every test."""
+    assert torch.get_default_dtype() == torch.float32, \
+        "torch's default dtype was left changed before this test (a module-level set_default_dtype?)"
+    yield
+    assert torch.get_default_dtype() == torch.float32, "this test left torch's default dtype changed"

@@ -11,7 +11,15 @@ from pinn.derivatives import compute_derivatives
 from pinn.derivatives_nd import derivatives_by_name, laplacian, laplacian_terms, nd_derivatives
 from pinn.nn import MLP, calibrate_bn, set_bn_mode
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """float64 by default in this module only (the default is process-wide: restore it)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 def points(n, d, seed=0):
