@@ -1,9 +1,10 @@
 """Reference data files (pinn.reference.files): every format read back exactly, grids expanded
-in either axis order, one-line refusals, relative L2 with gaps."""
+in either axis order, one-line refusals, relative L2 with gaps, and the shipped Ghia table."""
 import numpy as np
 import pytest
 from scipy.io import savemat
 
+from pinn.config import CONFIG_DIR
 from pinn.reference.files import ReferenceData, read_reference, relative_l2
 from tests.conftest import reference_dir
 
@@ -243,3 +244,27 @@ def test_relative_l2_refuses_shapes_that_do_not_fit():
     with pytest.raises(ValueError, match="gives no value of v"):
         relative_l2(np.zeros((2, 2)), np.array([[1.0, np.nan], [2.0, np.nan]]), ("u", "v"))
 
+
+# -- the Ghia et al. (1982) cavity table, Re = 100 --------------------------------------------
+GHIA = CONFIG_DIR / "pde" / "data" / "ghia_re100.txt"
+GHIA_Y = [0.0, 0.0547, 0.0625, 0.0703, 0.1016, 0.1719, 0.2813, 0.4531, 0.5, 0.6172, 0.7344,
+          0.8516, 0.9531, 0.9609, 0.9688, 0.9766, 1.0]
+GHIA_X = [0.0, 0.0625, 0.0703, 0.0781, 0.0938, 0.1563, 0.2266, 0.2344, 0.5, 0.8047, 0.8594,
+          0.9063, 0.9453, 0.9531, 0.9609, 0.9688, 1.0]
+
+
+def test_the_ghia_table_has_both_centerlines():
+    ref = read_reference(GHIA, ("x", "y"), ("u", "v"), bounds={"x": (0, 1), "y": (0, 1)})
+    assert ref.points.shape == (34, 2) and ref.columns == ("x", "y", "u", "v")
+    on_u, on_v = ~np.isnan(ref.values[:, 0]), ~np.isnan(ref.values[:, 1])
+    assert on_u.sum() == on_v.sum() == 17 and not (on_u & on_v).any()
+    assert (ref.points[on_u, 0] == 0.5).all() and (ref.points[on_v, 1] == 0.5).all()
+    assert sorted(ref.points[on_u, 1]) == GHIA_Y and sorted(ref.points[on_v, 0]) == GHIA_X
+    u = dict(zip(ref.points[on_u, 1], ref.values[on_u, 0]))
+    v = dict(zip(ref.points[on_v, 0], ref.values[on_v, 1]))
+    assert (u[0.0], u[0.4531], u[0.5], u[0.9766], u[1.0]) == (0.0, -0.21090, -0.20581,
+                                                              0.84123, 1.0)
+    assert (v[0.0], v[0.2344], v[0.5], v[0.8047], v[1.0]) == (0.0, 0.17527, 0.05454,
+                                                              -0.24533, 0.0)
+    # a zero prediction is wrong by exactly the reference's own norm
+    assert relative_l2(np.zeros((34, 2)), ref) == {"u": 1.0, "v": 1.0, "all": 1.0}
