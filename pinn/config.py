@@ -206,14 +206,27 @@ class PDEConfig:
     Attributes:
         name: the problem's name (shown in figures and HParams)
         outputs: names of the network's outputs, e.g. [u] or [u, v]
-        x_min: left end of the domain
-        x_max: right end of the domain
-        t_min: initial time
-        t_max: final time
+        axes: the coordinates, space axes from x, y, z in that order and optionally t last
+            (e.g. [x, y] or [x, y, t]); null: a problem written the 1-D way, in (x, t) on
+            [x_min, x_max] x [t_min, t_max] with pde.boundary
+        domain: with axes: the interval of every axis, axis: [lower, upper]
+        periodic: with axes: space axes whose two faces are identified (values and first
+            derivatives agree)
+        conditions: with axes: a condition per face (left, right, bottom, top in 2-D; x_min,
+            ..., z_max): "0" (Dirichlet on every output), {u: ..} (Dirichlet on u),
+            {neumann: {u: ..}} (outward normal derivative), or free
+        eval_points: with axes: points per axis of the error grid, axis: count (201 per axis
+            in 2-D, 35 in 3-D, 21 in 4-D where not given)
+        x_min: left end of the domain (1-D)
+        x_max: right end of the domain (1-D)
+        t_min: initial time (1-D)
+        t_max: final time (1-D)
         params: named constants, numbers or constant expressions ("0.01/pi"), in order
-        residual: expression(s) over x, t, the parameters, the outputs and their derivatives
-            (u, u_x, u_t, u_xx, u_tt); a list for systems, one per equation
-        initial: u(x, t_min), one expression per output
+        residual: expression(s) over the axes, the parameters, the outputs and their
+            derivatives (u_x, u_xy, u_xxxx: up to order 4) and Laplacians over the space axes
+            (lap(u)); a list for systems, or a mapping name: expression, each equation then
+            its own loss term res_<name>
+        initial: u at t_min, one expression per output (problems in time only)
         initial_velocity: u_t(x, t_min) for problems second order in time; null otherwise
         exact: closed-form solution (expressions in x, t), if there is one
         reference: the name of a reference solver (cole_hopf, allen_cahn, nls) when there is no
@@ -228,6 +241,11 @@ class PDEConfig:
 
     name: str = MISSING
     outputs: List[str] = field(default_factory=lambda: ["u"])
+    axes: Optional[List[str]] = None
+    domain: Dict[str, Any] = field(default_factory=dict)
+    periodic: List[str] = field(default_factory=list)
+    conditions: Dict[str, Any] = field(default_factory=dict)
+    eval_points: Dict[str, int] = field(default_factory=dict)
     x_min: float = -1.0
     x_max: float = 1.0
     t_min: float = 0.0
@@ -235,7 +253,7 @@ class PDEConfig:
     params: Dict[str, Any] = field(default_factory=dict)
     unknown: Dict[str, Any] = field(default_factory=dict)
     residual: Any = MISSING
-    initial: Any = MISSING
+    initial: Any = None
     initial_velocity: Any = None
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
     exact: Any = None
@@ -568,8 +586,11 @@ def validate(cfg: DictConfig) -> None:
     _require(0 < o.decay_rate <= 1, "optim.decay_rate", o.decay_rate, "a number in (0, 1]")
     _require(len(o.betas) == 2 and all(0 <= v < 1 for v in o.betas), "optim.betas",
              list(o.betas), "two numbers in [0, 1)")
-    _require(p.x_max > p.x_min, "pde.x_max", p.x_max, f"a number > pde.x_min={p.x_min}")
-    _require(p.t_max > p.t_min, "pde.t_max", p.t_max, f"a number > pde.t_min={p.t_min}")
+    if p.axes is None:
+        _require(p.x_max > p.x_min, "pde.x_max", p.x_max, f"a number > pde.x_min={p.x_min}")
+        _require(p.t_max > p.t_min, "pde.t_max", p.t_max, f"a number > pde.t_min={p.t_min}")
+    for axis, n in (p.get("eval_points") or {}).items():
+        _require(n >= 2, f"pde.eval_points.{axis}", n, "an integer >= 2")
     _require(p.eval_nx >= 2 and p.eval_nt >= 2, "pde.eval_nx/eval_nt", (p.eval_nx, p.eval_nt),
              "integers >= 2")
     _require(choice(cfg.loss.balance) == "none" or s.resample_every > 0, "loss.balance",
@@ -582,8 +603,9 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.loss.causal_chunks >= 1, "loss.causal_chunks", cfg.loss.causal_chunks,
              "an integer >= 1")
     for name, w in cfg.loss.weights.items():
-        _require(name in ("res", "ic", "bc", "data"), f"loss.weights.{name}", w,
-                 "keys res, ic, bc, data")
+        _require(name in ("res", "ic", "bc", "data") or name.startswith("res_"),
+                 f"loss.weights.{name}", w,
+                 "keys res, ic, bc, data, and res_<equation> for a residual with named equations")
         _require(w >= 0, f"loss.weights.{name}", w, "a number >= 0")
     unknown = list((p.get("unknown") or {}).keys())
     if unknown and not cfg.data.file and not cfg.data.allow_unobserved:

@@ -272,18 +272,21 @@ def shard_range(n: int, rank: int, world: int) -> Tuple[int, int]:
 def shard_batch(batch, group: Group):
     """This rank's slice of a global :class:`pinn.sampling.Batch` and the share of each loss
     term's set it holds ({"res", "ic", "bc": slice size / global size}). Boundary points are
-    sharded by pairs (the x_min and x_max rows of one time stay together)."""
+    sharded by pairs (the two faces' rows of one draw stay together)."""
     r, w = group.rank, group.world
-    a, b = shard_range(batch.x_int.shape[0], r, w)
-    c, d = shard_range(batch.x_ic.shape[0], r, w)
-    pairs = batch.x_bc.shape[0] // 2
-    e, f = shard_range(pairs, r, w)
-    bc = lambda v: torch.cat([v[e:f], v[pairs + e:pairs + f]])  # noqa: E731
-    local = type(batch)(batch.x_int[a:b], batch.t_int[a:b], batch.x_ic[c:d], batch.t_ic[c:d],
-                        bc(batch.x_bc), bc(batch.t_bc))
+    n_int, n_ic = batch.interior.shape[0], batch.initial.shape[0]
+    a, b = shard_range(n_int, r, w)
+    c, d = shard_range(n_ic, r, w)
+    faces, held, pairs_all = [], 0, 0
+    for f in batch.faces:
+        pairs = f.shape[0] // 2
+        e, g = shard_range(pairs, r, w)
+        faces.append(torch.cat([f[e:g], f[pairs + e:pairs + g]]))
+        held, pairs_all = held + (g - e), pairs_all + pairs
+    local = type(batch)(batch.interior[a:b], batch.initial[c:d], tuple(faces))
     share = lambda lo, hi, n: (hi - lo) / n if n else 1.0  # noqa: E731
-    return local, {"res": share(a, b, batch.x_int.shape[0]),
-                   "ic": share(c, d, batch.x_ic.shape[0]), "bc": share(e, f, pairs)}
+    return local, {"res": share(a, b, n_int), "ic": share(c, d, n_ic),
+                   "bc": share(0, held, pairs_all)}
 
 
 def shard_observations(data, group: Group):
@@ -296,16 +299,16 @@ def shard_observations(data, group: Group):
         (b - a) / n
 
 
-def sharded_map(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                t: torch.Tensor) -> torch.Tensor:
-    """``fn(x, t)`` (N,) for a set every rank holds whole, each rank computing its slice: the
+def sharded_map(fn: Callable[[torch.Tensor], torch.Tensor],
+                points: torch.Tensor) -> torch.Tensor:
+    """``fn(points)`` (N,) for a set every rank holds whole, each rank computing its slice: the
     slices meet by one all-reduce of a zero-filled (N,) vector (adding zeros is exact)."""
     group = current()
     if group is None:
-        return fn(x, t)
-    a, b = shard_range(x.shape[0], group.rank, group.world)
-    part = fn(x[a:b], t[a:b]).detach()
-    full = part.new_zeros(x.shape[0])
+        return fn(points)
+    a, b = shard_range(points.shape[0], group.rank, group.world)
+    part = fn(points[a:b]).detach()
+    full = part.new_zeros(points.shape[0])
     full[a:b] = part
     return _all_reduce(full)
 

@@ -8,12 +8,14 @@ running statistics.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from pinn.coords import key_of
 from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
+from pinn.fields import point_fields
 from pinn.losses import loss_terms, weighted_total
 from pinn.nn.norm import bn_layers, running_statistics_fixed
 from pinn.pdes.problem import PDE
@@ -28,9 +30,28 @@ def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return num / den if den > 0 else num
 
 
-def _derivatives(model: nn.Module, x, t, train: bool) -> Dict[str, torch.Tensor]:
+def field_names(pde: PDE) -> Tuple[str, ...]:
+    """The fields compared on the probe set: U, Ux, Ut, Uxx, Utt for a problem in (x, t) (each
+    (P, n_out)); otherwise the fields the residual reads, by their names (``u_xy``)."""
+    if pde.axes.names == ("x", "t"):
+        return DERIVATIVE_KEYS
+    return tuple(key_of(d, pde.outputs, pde.axes) for d in pde.wanted)
+
+
+def _fields(model: nn.Module, pde: PDE, points: torch.Tensor,
+            train: bool) -> Dict[str, torch.Tensor]:
+    """The fields of :func:`field_names` at ``points`` and the residual there."""
     model.train(train)
-    return compute_derivatives(model, x, t, DERIVATIVE_KEYS, create_graph=False)
+    learned = learned_values(model)
+    if pde.axes.names == ("x", "t"):
+        x, t = points[:, :1], points[:, 1:2]
+        d = compute_derivatives(model, x, t, DERIVATIVE_KEYS, create_graph=False)
+        d["residual"] = pde.residual(x, t, d, learned)
+        return d
+    f = point_fields(model, points, pde.wanted, create_graph=False)
+    out = {key_of(w, pde.outputs, pde.axes): f[w] for w in pde.wanted}
+    out["residual"] = pde.residual_at(points, f, learned)
+    return out
 
 
 def _loss_and_grad(model: nn.Module, pde: PDE, batch: Batch, weights, train: bool, data=None):
@@ -58,15 +79,14 @@ def compare_fields(fwd: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Ten
     return out
 
 
-def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
-                       t_probe: torch.Tensor, batch: Batch,
+def measure_divergence(model: nn.Module, pde: PDE, probe: torch.Tensor, batch: Batch,
                        weights: Mapping[str, float], data=None) -> Dict[str, float]:
     """Forward-vs-predict differences, keyed as logged under ``divergence/``.
 
     Args:
         model: the network (its train/eval state is restored afterwards).
         pde: supplies the residual.
-        x_probe, t_probe: (P, 1) fixed probe points.
+        probe: (P, d) fixed probe points.
         batch: training points for the loss and its gradient.
         weights: loss weights.
         data: observations (:class:`pinn.data.Observations`): the data term joins the loss,
@@ -75,14 +95,11 @@ def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
     was_training = model.training
     try:
         with running_statistics_fixed(model):
-            d_fwd = _derivatives(model, x_probe, t_probe, train=True)
+            d_fwd = _fields(model, pde, probe, train=True)
             layers = bn_layers(model)
             batch_stats = [m.last_batch_stats if m.effective_mode != "frozen" else None
                            for m in layers]
-            d_pred = _derivatives(model, x_probe, t_probe, train=False)
-            learned = learned_values(model)
-            d_fwd["residual"] = pde.residual(x_probe, t_probe, d_fwd, learned)
-            d_pred["residual"] = pde.residual(x_probe, t_probe, d_pred, learned)
+            d_pred = _fields(model, pde, probe, train=False)
             loss_f, g_f, terms_f = _loss_and_grad(model, pde, batch, weights, True, data)
             loss_p, g_p, terms_p = _loss_and_grad(model, pde, batch, weights, False, data)
     finally:
@@ -110,12 +127,13 @@ def measure_divergence(model: nn.Module, pde: PDE, x_probe: torch.Tensor,
     return out
 
 
-def custom_scalar_layout(n_bn_layers: int = 0) -> dict:
+def custom_scalar_layout(n_bn_layers: int = 0,
+                         names: Sequence[str] = DERIVATIVE_KEYS) -> dict:
     """TensorBoard custom-scalars layout of the divergence tags: one chart per quantity, so
     that the series in a chart are the runs (TensorBoard colours a chart's lines by run; tags
     of one run in one chart would all get the same colour). Categories: the fields, the loss,
     the parameter gradient, and the BN layers' statistics gaps."""
-    fields = [*DERIVATIVE_KEYS, "residual"]
+    fields = [*names, "residual"]
     chart = lambda tag: ["Multiline", [f"divergence/{tag}"]]  # noqa: E731
     layout = {
         "divergence: fields, forward vs predict (relative L2)":

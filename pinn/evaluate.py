@@ -20,8 +20,9 @@ from pinn.checkpoint import CheckpointError, load_checkpoint, write_json
 from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR
 from pinn.device import device_info
-from pinn.evaluation import grid_errors, make_eval_grid, predict_grid, residual_statistics
-from pinn.figures import headline, prediction_figure, pyplot, slices_figure
+from pinn.evaluation import (grid_counts, grid_errors, make_eval_grid, predict_grid,
+                             residual_statistics)
+from pinn.figures import grid_figures, headline, prediction_figure, pyplot, slices_figure
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
 
@@ -58,11 +59,18 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
     paths = RunPaths(Path(run_dir))
     model, cfg = load_run(paths.root, device=device)
     pde = build_pde(cfg.pde)
-    nx = nx or cfg.pde.eval_nx
-    nt = nt or cfg.pde.eval_nt
-    grid = make_eval_grid(pde, nx, nt)
-    pred = predict_grid(model, grid)  # (Nt, Nx, n_out)
-    result = {"run_dir": str(paths.root), "grid": {"nx": nx, "nt": nt},
+    xt = pde.axes.names == ("x", "t")
+    if xt:
+        counts = {"x": nx or cfg.pde.eval_nx, "t": nt or cfg.pde.eval_nt}
+    elif nx or nt:
+        raise ValueError(f"nx, nt set the grid of a problem in (x, t); {pde.name} is in "
+                         f"({', '.join(pde.axes.names)}): its grid is the run's pde.eval_points")
+    else:
+        counts = grid_counts(pde, cfg.pde)
+    grid = make_eval_grid(pde, counts=counts)
+    pred = predict_grid(model, grid)  # (*grid.shape, n_out)
+    result = {"run_dir": str(paths.root),
+              "grid": {"nx": counts["x"], "nt": counts["t"]} if xt else counts,
               **device_info(next(model.parameters()).device),
               "reference": pde.reference_kind,
               **{f"error/{k}": v for k, v in grid_errors(pred, grid, pde).items()},
@@ -72,7 +80,7 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
         result.update({f"params/{k}": v for k, v in learned.as_floats().items()})
         result.update({f"params/{k}/rel_error": v for k, v in learned.errors().items()})
     paths.figures.mkdir(parents=True, exist_ok=True)
-    times = [pde.t_min + f * (pde.t_max - pde.t_min) for f in slices]
+    times = [pde.t_min + f * (pde.t_max - pde.t_min) for f in slices] if xt else []
     writer = None
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -83,10 +91,16 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
     for k, name in enumerate(pde.outputs):
         ref = None if grid.reference is None else grid.reference[..., k]
         title = headline(cfg.pde.name, step, pred[..., k], ref, name, paths.root.name)
-        for kind, fig in (("fields", prediction_figure(grid.x, grid.t, pred[..., k], ref, name,
-                                                       title)),
-                          ("slices", slices_figure(grid.x, grid.t, pred[..., k], ref, times,
-                                                   name, title))):
+        if xt:
+            pairs = [("fields", prediction_figure(grid.x, grid.t, pred[..., k], ref, name,
+                                                  title)),
+                     ("slices", slices_figure(grid.x, grid.t, pred[..., k], ref, times, name,
+                                              title))]
+        else:  # "@t=0.5" -> "fields_t0.5"
+            pairs = [("fields" + suffix.replace("@", "_").replace("=", ""), fig)
+                     for suffix, fig in grid_figures(grid.axes, grid.coords, pred[..., k], ref,
+                                                     name, title)]
+        for kind, fig in pairs:
             png = paths.figures / f"{name}_{kind}.png"
             fig.savefig(png, dpi=110)
             figures.append(str(png.relative_to(paths.root)))

@@ -1,49 +1,110 @@
-"""Prediction on a dense (x, t) grid and errors against the problem's reference."""
+"""Prediction on a dense grid over the domain and errors against the problem's reference.
+
+A grid holds evenly spaced coordinates per axis. Arrays on it have one dimension per axis in
+the *reverse* order of the axes, then the outputs: (Nt, Nx, n_out) for a problem in (x, t),
+(Ny, Nx, n_out) for one in (x, y) (an image: rows are y), (Nt, Ny, Nx, n_out) for (x, y, t).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from pinn.derivatives import compute_derivatives
+from pinn.fields import point_fields
 from pinn.pdes.problem import PDE
 from pinn.pdes.unknowns import learned_values
 from pinn.reference.metrics import max_abs, relative_l2
 
+# Grid points per axis where a problem in more than (x, t) gives none (pde.eval_points),
+# by the number of axes: about 40,000 points in 2-D and 3-D, 200,000 in 4-D.
+DEFAULT_POINTS = {1: 1001, 2: 201, 3: 35, 4: 21}
+
 
 @dataclass
 class EvalGrid:
-    """x (Nx,), t (Nt,) and the reference (Nt, Nx, n_out), or None when the problem has none."""
+    """Coordinates per axis and the reference on the grid (see the module docstring), or None
+    when the problem has none.
+
+    ``EvalGrid(x, t, reference)`` is the grid of a problem in (x, t)."""
 
     x: np.ndarray
-    t: np.ndarray
+    t: Optional[np.ndarray]
     reference: Optional[np.ndarray]
+    axes: Tuple[str, ...] = ("x", "t")
+    others: Tuple[np.ndarray, ...] = ()  # the coordinates of the axes after the first two
+
+    @property
+    def coords(self) -> Tuple[np.ndarray, ...]:
+        """The coordinates of every axis, in the axes' order."""
+        first = (self.x,) if self.t is None else (self.x, self.t)
+        return first + self.others
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        """The grid's array shape without outputs: the axes' counts in reverse order."""
+        return tuple(len(c) for c in reversed(self.coords))
+
+    def mesh(self) -> Dict[str, np.ndarray]:
+        """Axis name -> its coordinate at every grid point, each of :attr:`shape`."""
+        grids = np.meshgrid(*reversed(self.coords), indexing="ij")
+        return dict(zip(self.axes, reversed(grids)))
+
+    def points(self) -> np.ndarray:
+        """Every grid point, (prod(shape), d), columns in the axes' order, rows in the
+        arrays' (C) order."""
+        mesh = self.mesh()
+        return np.stack([mesh[a].ravel() for a in self.axes], axis=1)
+
+    def axis(self, name: str) -> np.ndarray:
+        return self.coords[self.axes.index(name)]
 
 
-def make_eval_grid(pde: PDE, nx: int, nt: int) -> EvalGrid:
-    """The evaluation grid of a problem; the reference is computed once, here."""
-    x = np.linspace(pde.x_min, pde.x_max, nx)
-    t = np.linspace(pde.t_min, pde.t_max, nt)
-    return EvalGrid(x, t, pde.reference(x, t))
+def grid_counts(pde: PDE, cfg: Mapping[str, Any]) -> Dict[str, int]:
+    """Grid points per axis of a ``pde`` config node: ``eval_nx``/``eval_nt`` for a problem
+    written the 1-D way; ``eval_points`` (axis -> count, the rest by :data:`DEFAULT_POINTS`)
+    otherwise."""
+    if pde.legacy:
+        return {"x": int(cfg.get("eval_nx", 256)), "t": int(cfg.get("eval_nt", 101))}
+    given = dict(cfg.get("eval_points") or {})
+    default = DEFAULT_POINTS[pde.axes.dim]
+    return {a: int(given.get(a, default)) for a in pde.axes.names}
+
+
+def make_eval_grid(pde: PDE, cfg: Mapping[str, Any] = None, nt: Optional[int] = None,
+                   counts: Optional[Mapping[str, int]] = None) -> EvalGrid:
+    """The evaluation grid of a problem; the reference is computed once, here.
+
+    Call it with the ``pde`` config node, with explicit ``counts`` per axis, or (a problem in
+    (x, t)) as ``make_eval_grid(pde, nx, nt)``."""
+    if counts is None:
+        counts = ({"x": int(cfg), "t": int(nt)} if nt is not None else grid_counts(pde, cfg))
+    coords = [np.linspace(lo, hi, int(counts[a]))
+              for a, lo, hi in zip(pde.axes.names, pde.domain.lower, pde.domain.upper)]
+    if pde.axes.names == ("x", "t"):
+        return EvalGrid(coords[0], coords[1], pde.reference(coords[0], coords[1]))
+    grid = EvalGrid(coords[0], coords[1] if len(coords) > 1 else None, None,
+                    axes=pde.axes.names, others=tuple(coords[2:]))
+    if pde.has_exact:
+        grid.reference = pde.exact_on(grid.mesh())
+    return grid
 
 
 @torch.no_grad()
 def predict_grid(model: nn.Module, grid: EvalGrid, chunk: int = 65536) -> np.ndarray:
-    """The network in predict mode (``eval()``, frozen statistics) on the grid: (Nt, Nx, n_out)."""
+    """The network in predict mode (``eval()``, frozen statistics) on the grid:
+    (*grid.shape, n_out)."""
     was_training = model.training
     model.eval()
     try:
         p = next(model.parameters())
-        X, T = np.meshgrid(grid.x, grid.t)  # (Nt, Nx)
-        xt = torch.as_tensor(np.stack([X.ravel(), T.ravel()], axis=1), dtype=p.dtype,
-                             device=p.device)
-        out = torch.cat([model(xt[i : i + chunk]) for i in range(0, xt.shape[0], chunk)])
+        pts = torch.as_tensor(grid.points(), dtype=p.dtype, device=p.device)
+        out = torch.cat([model(pts[i : i + chunk]) for i in range(0, pts.shape[0], chunk)])
     finally:
         model.train(was_training)
-    return out.double().cpu().numpy().reshape(len(grid.t), len(grid.x), -1)
+    return out.double().cpu().numpy().reshape(*grid.shape, -1)
 
 
 def grid_errors(pred: np.ndarray, grid: EvalGrid, pde: PDE) -> Dict[str, float]:
@@ -56,9 +117,9 @@ def grid_errors(pred: np.ndarray, grid: EvalGrid, pde: PDE) -> Dict[str, float]:
         errs[f"l2_rel/{name}"] = relative_l2(pred[..., k], grid.reference[..., k])
         errs[f"max_abs/{name}"] = max_abs(pred[..., k], grid.reference[..., k])
     if pde.derived:
-        X, T = np.meshgrid(grid.x, grid.t)  # (Nt, Nx)
-        got = pde.derived_values(pred, X, T)
-        want = pde.derived_values(grid.reference, X, T)
+        mesh = grid.mesh()
+        got = pde.derived_values(pred, mesh)
+        want = pde.derived_values(grid.reference, mesh)
         for name in pde.derived:
             errs[f"l2_rel/{name}"] = relative_l2(got[name], want[name])
             errs[f"max_abs/{name}"] = max_abs(got[name], want[name])
@@ -73,16 +134,13 @@ def residual_statistics(model: nn.Module, pde: PDE, grid: EvalGrid,
     model.eval()
     try:
         p = next(model.parameters())
-        X, T = np.meshgrid(grid.x, grid.t)
-        x = torch.as_tensor(X.reshape(-1, 1), dtype=p.dtype, device=p.device)
-        t = torch.as_tensor(T.reshape(-1, 1), dtype=p.dtype, device=p.device)
+        pts = torch.as_tensor(grid.points(), dtype=p.dtype, device=p.device)
         parts = []
-        for i in range(0, x.shape[0], chunk):
-            d = compute_derivatives(model, x[i : i + chunk], t[i : i + chunk], pde.derivatives,
-                                    create_graph=False)
-            parts.append(pde.residual(x[i : i + chunk], t[i : i + chunk], d,
-                                      learned_values(model)).detach())
-        r = torch.cat(parts).double().cpu().numpy()  # (Nt * Nx, n_equations)
+        for i in range(0, pts.shape[0], chunk):
+            q = pts[i : i + chunk]
+            f = point_fields(model, q, pde.wanted, create_graph=False)
+            parts.append(pde.residual_at(q, f, learned_values(model)).detach())
+        r = torch.cat(parts).double().cpu().numpy()  # (points, n_equations)
     finally:
         model.train(was_training)
     out = {}

@@ -31,7 +31,20 @@ def headline(problem: str, step: int, pred: np.ndarray, ref: Optional[np.ndarray
 
 def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
                       ref: Optional[np.ndarray], name: str = "u", title: str = ""):
-    """Prediction, reference and absolute error over (x, t) for one output: arrays (Nt, Nx).
+    """Prediction, reference and absolute error over (x, t) for one output: arrays (Nt, Nx),
+    t across and x up (:func:`plane_figure`).
+
+    Returns a matplotlib Figure (Agg backend; the caller closes it).
+    """
+    return plane_figure(t, x, pred.T, None if ref is None else ref.T, "t", "x", name,
+                        f"{name}(x, t)", title)
+
+
+def plane_figure(h: np.ndarray, v: np.ndarray, pred: np.ndarray, ref: Optional[np.ndarray],
+                 h_label: str, v_label: str, name: str = "u", field: str = "",
+                 title: str = ""):
+    """Prediction, reference and absolute error of one output over a plane: arrays (Nv, Nh),
+    ``h`` across and ``v`` up.
 
     The error panel has a log colour scale over ``ERROR_DECADES`` decades below its maximum
     (stated in its title), so that an error concentrated at a front or a shock is visible.
@@ -39,17 +52,18 @@ def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
 
     Returns a matplotlib Figure (Agg backend; the caller closes it).
     """
-    panels = [(f"prediction {name}(x, t)", pred, "viridis")]
+    field = field or f"{name}({h_label}, {v_label})"
+    panels = [(f"prediction {field}", pred, "viridis")]
     if ref is not None:
         err = np.abs(pred - ref)
-        panels += [(f"reference {name}(x, t)", ref, "viridis"),
+        panels += [(f"reference {field}", ref, "viridis"),
                    (f"|error| of {name}, max {float(err.max()):.2e} (log scale)", err, "magma")]
     from matplotlib.colors import LogNorm
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6),
                              constrained_layout=True, squeeze=False)
-    extent = (t[0], t[-1], x[0], x[-1])
+    extent = (h[0], h[-1], v[0], v[-1])
     vmin = min(float(p.min()) for _, p, c in panels if c == "viridis")
     vmax = max(float(p.max()) for _, p, c in panels if c == "viridis")
     for ax, (panel, data, cmap) in zip(axes[0], panels):
@@ -59,14 +73,56 @@ def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
             top = max(float(data.max()), 1e-300)
             lim = {"norm": LogNorm(vmin=top * 10.0**-ERROR_DECADES, vmax=top)}
             data = np.maximum(data, top * 10.0**-ERROR_DECADES)  # exact zeros have no log
-        im = ax.imshow(data.T, origin="lower", aspect="auto", extent=extent, cmap=cmap, **lim)
+        im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap, **lim)
         ax.set_title(panel, fontsize=9)
-        ax.set_xlabel("t")
-        ax.set_ylabel("x")
+        ax.set_xlabel(h_label)
+        ax.set_ylabel(v_label)
         fig.colorbar(im, ax=ax)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def line_figure(x: np.ndarray, pred: np.ndarray, ref: Optional[np.ndarray], label: str = "x",
+                name: str = "u", title: str = ""):
+    """One output along one axis: prediction (solid) against reference (dashed); (Nx,)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.4), constrained_layout=True)
+    ax.plot(x, pred, "C0-", lw=1.5, label="prediction")
+    if ref is not None:
+        ax.plot(x, ref, "k--", lw=1.0, label="reference")
+    ax.set_xlabel(label)
+    ax.set_ylabel(f"{name}({label})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def grid_figures(axes: Sequence[str], coords: Sequence[np.ndarray], pred: np.ndarray,
+                 ref: Optional[np.ndarray], name: str = "u", title: str = "") -> list:
+    """The figures of one output on an evaluation grid (arrays with one dimension per axis in
+    reverse order, see :mod:`pinn.evaluation`), as (suffix, Figure) pairs: a line in one
+    dimension; in (x, t) the map over (t, x); in two space dimensions the map over (x, y);
+    with more axes, maps over the first two axes at the first, middle and last value of the
+    others (``@t=0.5``, ``@z=0``)."""
+    if len(axes) == 1:
+        return [("", line_figure(coords[0], pred, ref, axes[0], name, title))]
+    if tuple(axes) == ("x", "t"):
+        return [("", prediction_figure(coords[0], coords[1], pred, ref, name, title))]
+    if len(axes) == 2:
+        return [("", plane_figure(coords[0], coords[1], pred, ref, axes[0], axes[1], name,
+                                  title=title))]
+    out = []
+    last = coords[-1]
+    for i in sorted({0, len(last) // 2, len(last) - 1}):
+        sub_axes, sub_coords = list(axes[:-1]), list(coords[:-1])
+        p, r = pred[i], None if ref is None else ref[i]
+        tag = f"@{axes[-1]}={last[i]:.3g}"
+        out.extend((tag + s, f) for s, f in
+                   grid_figures(sub_axes, sub_coords, p, r, name, f"{title} | {tag[1:]}"))
+    return out
 
 
 def slices_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray, ref: Optional[np.ndarray],

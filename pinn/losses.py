@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from pinn.coords import Derivative
 from pinn.derivatives import compute_derivatives
+from pinn.fields import point_fields
 from pinn.nn.norm import shared_batch_statistics
 from pinn.pdes.problem import PDE
 from pinn.pdes.unknowns import learned_values
@@ -19,28 +21,65 @@ if TYPE_CHECKING:
 TERMS = ("res", "ic", "bc")
 
 
-def _initial_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor, **engine):
+def _columns(fields: Mapping[Derivative, torch.Tensor], wanted: Sequence[Derivative]):
+    """The (N, 1) fields of ``wanted`` side by side: (N, len(wanted))."""
+    return torch.cat([fields[w] for w in wanted], dim=1)
+
+
+def _initial_misfit(model: nn.Module, pde: PDE, points: torch.Tensor, **engine) -> torch.Tensor:
     """u - u0 at t_min, and u_t - v0 when the problem is second order in time: (N, k)."""
-    v0 = pde.initial_velocity(x)
+    v0 = pde.initial_velocity_at(points)
     if v0 is None:
-        return model(torch.cat([x, t], dim=1)) - pde.initial(x)
-    d = compute_derivatives(model, x, t, {"Ut"}, **engine)
-    return torch.cat([d["U"] - pde.initial(x), d["Ut"] - v0], dim=1)
+        return model(points) - pde.initial_at(points)
+    t = pde.axes.dim - 1
+    values = [Derivative(k, (0,) * pde.axes.dim) for k in range(pde.n_out)]
+    rates = [Derivative(k, tuple(int(i == t) for i in range(pde.axes.dim)))
+             for k in range(pde.n_out)]
+    f = point_fields(model, points, values + rates, **engine)
+    return torch.cat([_columns(f, values) - pde.initial_at(points), _columns(f, rates) - v0],
+                     dim=1)
 
 
-def _boundary_misfit(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor, **engine):
-    """Dirichlet: u - g; Neumann: u_x - g; periodic: the differences of u and u_x between the
-    two ends. x, t hold pairs (x_min rows, then x_max rows, same t); returns (M, k)."""
-    n = x.shape[0] // 2
-    if pde.boundary_kind == "dirichlet":
-        u = model(torch.cat([x, t], dim=1))
-        g = torch.cat([pde.boundary("left", t[:n]), pde.boundary("right", t[n:])])
-        return u - g
-    d = compute_derivatives(model, x, t, {"Ux"}, **engine)
-    if pde.boundary_kind == "neumann":
-        g = torch.cat([pde.boundary("left", t[:n]), pde.boundary("right", t[n:])])
-        return d["Ux"] - g
-    return torch.cat([d["U"][:n] - d["U"][n:], d["Ux"][:n] - d["Ux"][n:]], dim=1)
+def _boundary_misfits(model: nn.Module, pde: PDE, faces: Sequence[torch.Tensor],
+                      **engine) -> List[torch.Tensor]:
+    """The misfits of the face conditions, one flattened tensor per space axis.
+
+    ``faces[i]`` holds the points of the two faces of space axis i in pairs (rows [:m] on the
+    lower face, [m:] on the upper, see :class:`pinn.sampling.Batch`). Dirichlet: u - g;
+    Neumann: du/dn - g (the 1-D ``neumann``: u_x - g); a periodic axis: the differences of every
+    output and its derivative along the axis between the two faces."""
+    out = []
+    d = pde.axes.dim
+    for i, pts in enumerate(faces):
+        m = pts.shape[0] // 2
+        periodic = pde.axes.space[i] in pde.domain.periodic
+        conds = [c for c in pde.conditions if c.face.axis == i]
+        if m == 0 or not (periodic or conds):
+            continue
+        values = [Derivative(k, (0,) * d) for k in range(pde.n_out)]
+        along = [Derivative(k, tuple(int(j == i) for j in range(d))) for k in range(pde.n_out)]
+        if periodic or any(c.kind == "neumann" for c in conds):
+            f = point_fields(model, pts, values + along, **engine)
+            U, dU = _columns(f, values), _columns(f, along)  # (2m, n_out) each
+        else:
+            U, dU = model(pts), None
+        if periodic:
+            out.append(torch.cat([U[:m] - U[m:], dU[:m] - dU[m:]], dim=1).reshape(-1))
+            continue
+        parts = []
+        for c in conds:
+            rows = slice(m, None) if c.face.upper else slice(None, m)
+            g = pde.condition_values(c, pts[rows])
+            if c.kind == "dirichlet":
+                got = U[rows] if len(c.outputs) == pde.n_out else U[rows][:, list(c.outputs)]
+            else:
+                got = dU[rows] if len(c.outputs) == pde.n_out else dU[rows][:, list(c.outputs)]
+                got = got if c.sign == 1.0 else c.sign * got
+            parts.append(got - g)
+        # Faces in the order lower, upper: the rows of the 1-D pairs as they were drawn.
+        order = sorted(range(len(parts)), key=lambda j: conds[j].face.upper)
+        out.append(torch.cat([parts[j].reshape(-1) for j in order]))
+    return out
 
 
 class CausalWeighting:
@@ -174,42 +213,52 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
     eng = {"engine": engine, "compile": compile}
     imposed = imposed_terms(model, pde)
     with shared_batch_statistics(model):
-        d = compute_derivatives(model, batch.x_int, batch.t_int, pde.derivatives, **eng)
-        res = pde.residual(batch.x_int, batch.t_int, d, learned_values(model))  # (N, n_eq)
-        if causal is None:
+        fields = point_fields(model, batch.interior, pde.wanted, **eng)
+        res = pde.residual_at(batch.interior, fields, learned_values(model))  # (N, n_eq)
+        if pde.equations:  # a system with named equations: one term each
+            terms = {f"res_{name}": res[:, i].square().mean()
+                     for i, name in enumerate(pde.equations)}
+        elif causal is None:
             terms = {"res": res.square().mean()}
         else:  # the mean over the equations, then causally weighted slices of time
-            terms = {"res": causal.residual_term(res.square().mean(dim=1), batch.t_int)}
-        if "ic" not in imposed:
-            terms["ic"] = _initial_misfit(model, pde, batch.x_ic, batch.t_ic,
-                                          **eng).square().mean()
-        if batch.x_bc.shape[0] >= 2 and "bc" not in imposed:
-            terms["bc"] = _boundary_misfit(model, pde, batch.x_bc, batch.t_bc,
-                                           **eng).square().mean()
+            terms = {"res": causal.residual_term(res.square().mean(dim=1),
+                                                 batch.interior[:, -1:])}
+        if "ic" not in imposed and batch.initial.shape[0] > 0:
+            terms["ic"] = _initial_misfit(model, pde, batch.initial, **eng).square().mean()
+        if "bc" not in imposed:
+            misfits = _boundary_misfits(model, pde, batch.faces, **eng)
+            if misfits:
+                terms["bc"] = torch.cat(misfits).square().mean()
         if data is not None:
             u = compute_derivatives(model, data.x, data.t, ("U",), **eng)["U"]
             terms["data"] = data.misfit(u)
     if shares is not None:  # a causal term is a contribution already (CausalWeighting.reduce)
-        terms = {k: v if (k == "res" and causal is not None) else v * shares[k]
+        terms = {k: v if (k == "res" and causal is not None) else v * shares[share_key(k)]
                  for k, v in terms.items()}
     return terms
 
 
+def share_key(term: str) -> str:
+    """The point set a loss term is a mean over: ``res_<equation>`` -> ``res``."""
+    return "res" if term.startswith("res_") else term
+
+
 @torch.no_grad()
-def residual_magnitude(model: nn.Module, pde: PDE, x: torch.Tensor, t: torch.Tensor,
+def residual_magnitude(model: nn.Module, pde: PDE, points: torch.Tensor,
                        engine: str = "autograd", compile: bool = False,
                        chunk: int = 65536) -> torch.Tensor:
-    """|r| per point: the Euclidean norm of the residuals of all equations, (N,).
+    """|r| per point: the Euclidean norm of the residuals of all equations at ``points``
+    (N, d); (N,).
 
     Evaluated in chunks of ``chunk`` points with the network as it is (call it in predict mode
     so that batch statistics stay untouched); no graph is kept.
     """
     parts = []
-    for i in range(0, x.shape[0], chunk):
-        xi, ti = x[i:i + chunk], t[i:i + chunk]
-        d = compute_derivatives(model, xi, ti, pde.derivatives, create_graph=False,
-                                engine=engine, compile=compile)
-        parts.append(pde.residual(xi, ti, d, learned_values(model)).detach().square()
+    for i in range(0, points.shape[0], chunk):
+        p = points[i:i + chunk]
+        f = point_fields(model, p, pde.wanted, create_graph=False, engine=engine,
+                         compile=compile)
+        parts.append(pde.residual_at(p, f, learned_values(model)).detach().square()
                      .sum(dim=1).sqrt())
     return torch.cat(parts)
 

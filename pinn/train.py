@@ -33,6 +33,7 @@ from pinn.nn import build_model
 from pinn.optim.stages import check_quasi_newton
 from pinn.paths import RunPaths, adopt_resumed_folder, remove_run_dir
 from pinn.pdes import build_pde
+from pinn.pdes.options import check_run_options
 from pinn.sweep.trial import TrialReporter, reporter_from_hydra
 from pinn.trainer import Trainer
 
@@ -285,6 +286,7 @@ def main(cfg: DictConfig) -> dict:
                                           distributed.env_world()) if ranks
                   else resolve_device(cfg.device))
         pde = build_pde(cfg.pde)
+        check_run_options(cfg, pde)
         data = load_observations(cfg.data, pde)  # every refusal here, before any training
         if cfg.trial is not None:
             reporter = reporter_from_hydra(cfg.trial, pde)

@@ -21,9 +21,10 @@ from pinn.checkpoint import Checkpoint, save_checkpoint
 from pinn.data import Observations
 from pinn.config import choice
 from pinn.device import device_info
-from pinn.divergence import custom_scalar_layout, measure_divergence
+from pinn.divergence import custom_scalar_layout, field_names, measure_divergence
+from pinn.fields import request_reason
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
-from pinn.figures import headline, prediction_figure
+from pinn.figures import grid_figures, headline
 from pinn.logs import RunLogger
 from pinn.losses import (CausalWeighting, grad_norm_weights, loss_terms, residual_magnitude,
                          weighted_total)
@@ -81,15 +82,21 @@ class Trainer:
         s = cfg.sampler
         rad = (s.rad_k, s.rad_c, s.rad_oversample) if choice(s.adaptive) == "rad" else None
         self.sampler = Sampler(choice(s.kind), s.n_interior, s.n_initial, s.n_boundary,
-                               (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
+                               pde.domain, self.dtype,
                                torch.Generator().manual_seed(cfg.seed), rad=rad,
                                device=self.device)
         self.global_batch = self.batch = self.sampler.sample()
         self.shares: Optional[Dict[str, float]] = None  # see _set_batch
         self._set_batch(self.global_batch)
         self.weights = {k: float(v) for k, v in cfg.loss.weights.items()}
+        if not pde.axes.time:  # a steady problem has no initial condition
+            self.weights.pop("ic", None)
+        if pde.equations:  # loss.weights.res scales every equation without a weight of its own
+            res = self.weights.pop("res", 1.0)
+            for name in pde.equations:
+                self.weights.setdefault(f"res_{name}", res)
         lc = cfg.loss
-        self.causal = (CausalWeighting(lc.causal_eps, lc.causal_chunks, pde.t_min, pde.t_max)
+        self.causal = (CausalWeighting(lc.causal_eps, lc.causal_chunks, *pde.domain.time)
                        if lc.causal else None)
         if self.causal is not None and self.group is not None:
             self.causal.reduce = distributed.all_sum
@@ -98,8 +105,7 @@ class Trainer:
                                           weight_decay=o.weight_decay)
         self.scheduler = make_scheduler(o, self.optimizer, cfg.trainer.steps)
         self.qn = None  # the quasi-Newton stage (pinn.optim.stages), made when it starts
-        self.grid = grid if grid is not None else make_eval_grid(pde, cfg.pde.eval_nx,
-                                                                 cfg.pde.eval_nt)
+        self.grid = grid if grid is not None else make_eval_grid(pde, cfg.pde)
         self.step = 0
         self.stage = "adam"
         self.train_seconds = 0.0  # optimizer steps, without compilation
@@ -134,12 +140,12 @@ class Trainer:
         if self.has_bn and cfg.log.divergence_every > 0:
             # A fixed probe set, drawn from its own generator so it never shifts the training
             # points of a seed.
-            probe = Sampler("sobol", cfg.log.divergence_points, 1, 0,
-                            (pde.x_min, pde.x_max, pde.t_min, pde.t_max), self.dtype,
+            probe = Sampler("sobol", cfg.log.divergence_points, 1, 0, pde.domain, self.dtype,
                             torch.Generator().manual_seed(cfg.seed + 7919),
                             device=self.device).sample()
-            self.probe = (probe.x_int, probe.t_int)
-            logger.custom_scalars(custom_scalar_layout(len(bn_layers(model))))
+            self.probe = probe.interior
+            logger.custom_scalars(custom_scalar_layout(len(bn_layers(model)),
+                                                       field_names(pde)))
 
     @property
     def bn_mode(self) -> Optional[str]:
@@ -158,7 +164,7 @@ class Trainer:
     # -- batch normalization ------------------------------------------------------------
     def calibrate(self, reason: str) -> None:
         """Exact population statistics of the current interior points, in one pass."""
-        calibrate_bn(self.model, self.batch.x_int, self.batch.t_int)
+        calibrate_bn(self.model, self.batch.interior)
         if self.qn is not None:
             self.qn.invalidate()  # same parameters, different function
         self._stall = None
@@ -175,7 +181,9 @@ class Trainer:
     def _engine(self) -> str:
         """The derivative engine for this step; a change is recorded once as an event."""
         requested = choice(self.cfg.derivatives.engine)
-        reason = unsupported_reason(self.model) if requested != "autograd" else None
+        reason = None
+        if requested != "autograd":
+            reason = request_reason(self.pde.wanted) or unsupported_reason(self.model)
         engine = "autograd" if requested == "autograd" or reason else "taylor"
         if engine != self.engine:
             self.engine = engine
@@ -286,12 +294,13 @@ class Trainer:
         self._stall = (self.step + 1, loss)
 
     # -- collocation points -------------------------------------------------------------
-    def _residual_magnitude(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """|r| at candidate points, by the predict-mode network (no statistics change)."""
+    def _residual_magnitude(self, points: torch.Tensor) -> torch.Tensor:
+        """|r| at candidate points (M, d), by the predict-mode network (no statistics
+        change)."""
         was_training = self.model.training
         self.model.eval()
         try:
-            return residual_magnitude(self.model, self.pde, x, t, engine=self._engine(),
+            return residual_magnitude(self.model, self.pde, points, engine=self._engine(),
                                       compile=bool(self.cfg.derivatives.compile),
                                       chunk=max(self.cfg.sampler.n_interior, 1))
         finally:
@@ -316,7 +325,7 @@ class Trainer:
         adaptive = choice(self.cfg.sampler.adaptive) == "rad"
         # Every rank draws the same global set; RAD's candidate residuals are computed a slice
         # per rank and gathered, so every rank selects the same points.
-        residual = (lambda x, t: distributed.sharded_map(self._residual_magnitude, x, t))
+        residual = (lambda p: distributed.sharded_map(self._residual_magnitude, p))
         self._set_batch(self.sampler.sample(residual if adaptive else None))
         self._stall = None  # a new objective: the stall window starts again
         if self.causal is not None:
@@ -347,9 +356,9 @@ class Trainer:
                 ref_k = None if ref is None else ref[..., k]
                 title = headline(self.cfg.pde.name, self.step, pred[..., k], ref_k, name,
                                  self.paths.root.name)
-                fig = prediction_figure(self.grid.x, self.grid.t, pred[..., k], ref_k, name,
-                                        title)
-                self.logger.figure(f"prediction/{name}", fig, self.step)
+                for suffix, fig in grid_figures(self.grid.axes, self.grid.coords, pred[..., k],
+                                                ref_k, name, title):
+                    self.logger.figure(f"prediction/{name}{suffix}", fig, self.step)
         self.last_errors = errors
         return errors
 
@@ -362,7 +371,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "qn": self.qn.state_dict() if self.qn is not None else None,
-            "batch": {k: v.clone() for k, v in vars(self.global_batch).items()},
+            "batch": self.global_batch.state_dict(),
             "step": self.step,
             "stage": self.stage,
             "bn_mode": self.bn_mode,
@@ -399,8 +408,7 @@ class Trainer:
         # A checkpoint holds CPU tensors (pinn.device.to_cpu): the batch comes back to the run's
         # device; the model and optimizers copy their state onto their parameters' device.
         # The global batch: a checkpoint of N ranks resumes on M.
-        self._set_batch(Batch(**{k: v.to(self.device, copy=True)
-                                 for k, v in state["batch"].items()}))
+        self._set_batch(Batch.from_state(state["batch"], self.device))
         self.step, self.stage = int(state["step"]), str(state["stage"])
         self.events = list(state["events"])
         if qn_note:
@@ -419,7 +427,7 @@ class Trainer:
         stall = state.get("stall")
         self._stall = None if stall is None else (int(stall[0]), float(stall[1]))
         if self.causal is not None and state.get("causal") is not None:
-            self.causal.load_state_dict(state["causal"], self.batch.t_int)
+            self.causal.load_state_dict(state["causal"], self.batch.interior)
 
     def save(self) -> None:
         """Write checkpoints/last.pt atomically; the previous one stays until this one is whole.
@@ -499,7 +507,7 @@ class Trainer:
         over = budget is not None and before + time.perf_counter() - loop0 >= budget
         signum = signal.Signals[self.stop_requested].value if self.stop_requested else 0
         signum, pruned, over = distributed.agree(
-            [signum, self.prune_reason is not None, over], self.global_batch.x_int)
+            [signum, self.prune_reason is not None, over], self.global_batch.interior)
         if signum and not self.stop_requested:
             self.stop_requested = signal.Signals(int(signum)).name
         if pruned and not self.prune_reason:
@@ -514,7 +522,7 @@ class Trainer:
             return {}
         t0 = time.perf_counter()
         with distributed.local():
-            values = measure_divergence(self.model, self.pde, *self.probe, self.global_batch,
+            values = measure_divergence(self.model, self.pde, self.probe, self.global_batch,
                                         self.weights, data=self.global_data)
         self.divergence_seconds += time.perf_counter() - t0
         self.logger.scalars({f"divergence/{k}": v for k, v in values.items()}, self.step)

@@ -159,7 +159,7 @@ def test_shards_cover_the_global_batch():
     g = torch.Generator().manual_seed(0)
     x_int, t_int, x_ic, t_ic, t_half = (torch.rand(n, 1, generator=g) for n in (11, 11, 5, 5, 4))
     x_bc = torch.cat([torch.zeros(4, 1), torch.ones(4, 1)])
-    batch = Batch(x_int, t_int, x_ic, t_ic, x_bc, torch.cat([t_half, t_half]))
+    batch = Batch.from_xt(x_int, t_int, x_ic, t_ic, x_bc, torch.cat([t_half, t_half]))
     for world in (1, 2, 3):
         parts = [distributed.shard_batch(batch, distributed.Group(r, world, r, "gloo",
                                                                   torch.device("cpu")))

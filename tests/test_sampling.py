@@ -84,8 +84,8 @@ def test_rad_sampler_is_seeded_resumable_and_puts_points_where_the_residual_is()
     """A residual concentrated near x = 0.5 (a 'shock'): the adaptive draw has far more points
     there than a plain draw, the same seed gives the same points, and a sampler restored from
     state_dict continues the same sequence."""
-    def residual(x, t):  # (M,)
-        return torch.exp(-((x[:, 0] - 0.5) / 0.05) ** 2) * 100
+    def residual(p):  # (M, 2) -> (M,)
+        return torch.exp(-((p[:, 0] - 0.5) / 0.05) ** 2) * 100
 
     def sampler(seed):
         return Sampler("sobol", 2000, 20, 20, DOMAIN, torch.float64,

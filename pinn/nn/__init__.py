@@ -20,6 +20,13 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
     """The network of a run config for problem ``pde``, in the run's precision, seeded by
     ``cfg.seed`` (the random Fourier features by a generator of their own, seeded from it)."""
     m = cfg.model
+    if pde.axes.names != ("x", "t"):
+        for key, on in (("model.periodic", m.periodic), ("model.fourier_features", m.fourier_features),
+                        ("model.hard_initial", m.hard_initial),
+                        ("model.hard_boundary", m.hard_boundary)):
+            if on:
+                raise ValueError(f"{key}={on} is for problems in (x, t) so far; {pde.name} is in "
+                                 f"({', '.join(pde.axes.names)}): leave it off")
     embedding = None
     if m.periodic or m.fourier_features:
         g = torch.Generator().manual_seed(int(cfg.seed) + FOURIER_SEED_OFFSET)
@@ -37,15 +44,14 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
         if m.hard_boundary:
             check_hard_boundary(pde, transform)
     torch.manual_seed(cfg.seed)
-    p = cfg.pde
     model = MLP(
         n_out=pde.n_out,
         depth=cfg.model.depth,
         width=cfg.model.width,
         activation=choice(cfg.model.activation),
         norm=choice(cfg.model.norm),
-        lower=(p.x_min, p.t_min),
-        upper=(p.x_max, p.t_max),
+        lower=pde.domain.lower,
+        upper=pde.domain.upper,
         bn_eps=cfg.bn.eps,
         bn_momentum=cfg.bn.momentum,
         bn_mode=choice(cfg.bn.mode),

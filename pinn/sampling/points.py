@@ -1,41 +1,93 @@
-"""Collocation points: interior, initial and boundary sets, uniform or scrambled Sobol."""
+"""Collocation points: interior, initial and boundary sets of a domain, uniform or scrambled
+Sobol."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch.quasirandom import SobolEngine
 
+from pinn.coords import Axes
+from pinn.geometry import Domain
 from pinn.sampling.rad import rad_select
 
-# (x, t) -> (M,) absolute PDE residual of candidate points
-Residual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# points (M, d) -> (M,) absolute PDE residual of candidate points
+Residual = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class Batch:
-    """One draw of training points; every tensor is (N, 1).
+    """One draw of training points, each set (n, d) with the domain's axes as columns.
 
-    Boundary points come in pairs: the first half of ``x_bc``/``t_bc`` lies at x_min, the second
-    half at x_max with the same times, so that periodic conditions can compare the two ends.
+    Attributes:
+        interior: points inside the domain (and time interval).
+        initial: points at t = t_min ((0, d) for a steady problem).
+        faces: per space axis, the boundary points of its two faces: rows [:m] on the lower
+            face, [m:] on the upper face, with the same other coordinates (periodic conditions
+            compare the two halves point by point).
     """
 
-    x_int: torch.Tensor
-    t_int: torch.Tensor
-    x_ic: torch.Tensor
-    t_ic: torch.Tensor
-    x_bc: torch.Tensor
-    t_bc: torch.Tensor
+    interior: torch.Tensor
+    initial: torch.Tensor
+    faces: Tuple[torch.Tensor, ...] = field(default_factory=tuple)
+
+    # -- the 1-D conveniences: (x, t) columns of a problem on an interval in time -----------
+    @property
+    def x_int(self) -> torch.Tensor:
+        return self.interior[:, :1]
+
+    @property
+    def t_int(self) -> torch.Tensor:
+        return self.interior[:, 1:2]
+
+    @property
+    def x_ic(self) -> torch.Tensor:
+        return self.initial[:, :1]
+
+    @property
+    def t_ic(self) -> torch.Tensor:
+        return self.initial[:, 1:2]
+
+    @property
+    def x_bc(self) -> torch.Tensor:
+        return self.faces[0][:, :1]
+
+    @property
+    def t_bc(self) -> torch.Tensor:
+        return self.faces[0][:, 1:2]
+
+    @staticmethod
+    def from_xt(x_int, t_int, x_ic, t_ic, x_bc, t_bc) -> "Batch":
+        """A batch of a problem in (x, t) from its (N, 1) columns."""
+        return Batch(torch.cat([x_int, t_int], dim=1), torch.cat([x_ic, t_ic], dim=1),
+                     (torch.cat([x_bc, t_bc], dim=1),))
+
+    def state_dict(self) -> Dict[str, object]:
+        return {"interior": self.interior.clone(), "initial": self.initial.clone(),
+                "faces": [f.clone() for f in self.faces]}
+
+    @staticmethod
+    def from_state(state: Dict[str, object], device: torch.device) -> "Batch":
+        """The batch of :meth:`state_dict` on ``device``; also the (x, t) columns that
+        checkpoints wrote before points had any number of columns."""
+        to = lambda v: v.to(device, copy=True)  # noqa: E731
+        if "x_int" in state:
+            return Batch.from_xt(*(to(state[k]) for k in
+                                   ("x_int", "t_int", "x_ic", "t_ic", "x_bc", "t_bc")))
+        return Batch(to(state["interior"]), to(state["initial"]),
+                     tuple(to(f) for f in state["faces"]))
 
 
 class Sampler:
-    """Draws :class:`Batch` es in the domain [x_min, x_max] x [t_min, t_max].
+    """Draws :class:`Batch` es in a :class:`pinn.geometry.Domain`.
 
-    Boundary points are paired between x_min and x_max (see :class:`Batch`); an odd
-    ``n_boundary`` is rounded down. All randomness comes from one
-    ``torch.Generator`` (uniform) or Sobol engines seeded from it, so a seed fixes every draw;
-    successive Sobol draws continue the sequence, so resampling gives new points.
+    ``n_boundary`` points go to the faces in pairs (see :class:`Batch`), split over the space
+    axes in proportion to their faces' measures (:meth:`pinn.geometry.Domain.boundary_split`);
+    an odd ``n_boundary`` is rounded down. A steady domain has no initial set. All randomness
+    comes from one ``torch.Generator`` (uniform) or Sobol engines seeded from it, so a seed
+    fixes every draw; successive Sobol draws continue the sequence, so resampling gives new
+    points.
 
     With ``rad=(k, c, oversample)``, a draw given the current residual (``sample(residual)``)
     picks its interior points among ``oversample * n_interior`` candidates of the same kind by
@@ -45,7 +97,7 @@ class Sampler:
     Args:
         kind: ``uniform`` or ``sobol``.
         n_interior, n_initial, n_boundary: points per set.
-        domain: (x_min, x_max, t_min, t_max).
+        domain: where the points lie; or (x_min, x_max, t_min, t_max) for a problem in (x, t).
         dtype: floating dtype of the returned tensors.
         generator: source of randomness (a CPU generator: points are drawn on the CPU and
             then moved, so a seed gives the same points on every device).
@@ -54,61 +106,71 @@ class Sampler:
     """
 
     def __init__(self, kind: str, n_interior: int, n_initial: int, n_boundary: int,
-                 domain: tuple, dtype: torch.dtype, generator: torch.Generator,
+                 domain: Domain, dtype: torch.dtype, generator: torch.Generator,
                  rad: Optional[Tuple[float, float, int]] = None,
                  device: Optional[torch.device] = None):
         if kind not in ("uniform", "sobol"):
             raise ValueError(f"sampler.kind={kind!r} is not allowed: one of uniform, sobol")
         self.kind = kind
         self.rad = rad
-        self.n_interior, self.n_initial, self.n_boundary = n_interior, n_initial, n_boundary
-        self.x_min, self.x_max, self.t_min, self.t_max = domain
+        if not isinstance(domain, Domain):  # (x_min, x_max, t_min, t_max): the 1-D form
+            x0, x1, t0, t1 = domain
+            domain = Domain(Axes(("x",), True), [(x0, x1), (t0, t1)])
+        self.domain = domain
+        self.n_interior = n_interior
+        self.n_initial = n_initial if domain.axes.time else 0
+        self.pairs = domain.boundary_split(n_boundary)
         self.dtype = dtype
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.generator = generator
+        d = domain.dim
         if kind == "sobol":
-            seeds = torch.randint(0, 2**31 - 1, (3,), generator=generator).tolist()
-            self._engines = {
-                "int": SobolEngine(2, scramble=True, seed=seeds[0]),
-                "ic": SobolEngine(1, scramble=True, seed=seeds[1]),
-                "bc": SobolEngine(1, scramble=True, seed=seeds[2]),
-            }
+            # One engine per set: interior, initial, then one per pair of faces (in one
+            # space dimension plus time: interior, initial, boundary).
+            seeds = torch.randint(0, 2**31 - 1, (2 + len(self.pairs),),
+                                  generator=generator).tolist()
+            self._engines = {"int": SobolEngine(d, scramble=True, seed=seeds[0]),
+                             "ic": SobolEngine(max(d - 1, 1), scramble=True, seed=seeds[1])}
+            for i in range(len(self.pairs)):
+                self._engines[f"bc{i}"] = SobolEngine(max(d - 1, 1), scramble=True,
+                                                      seed=seeds[2 + i])
 
     def _unit(self, which: str, n: int, dim: int) -> torch.Tensor:  # (n, dim) in [0, 1)
         if n == 0:
             return torch.zeros(0, dim, dtype=torch.float64)
+        if dim == 0:  # the ends of an interval in a steady problem: no other coordinate
+            return torch.zeros(n, 0, dtype=torch.float64)
         if self.kind == "sobol":
             return self._engines[which].draw(n, dtype=torch.float64)
         return torch.rand(n, dim, generator=self.generator, dtype=torch.float64)
 
-    def _interior(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:  # (n, 1) each, float64
-        u = self._unit("int", n, 2)
-        return (self.x_min + (self.x_max - self.x_min) * u[:, :1],
-                self.t_min + (self.t_max - self.t_min) * u[:, 1:])
+    def _interior(self, n: int) -> torch.Tensor:  # (n, d), float64
+        return self.domain.interior(self._unit("int", n, self.domain.dim))
 
     def sample(self, residual: Optional[Residual] = None) -> Batch:
         """A new draw; with ``residual`` and RAD configured, adaptive interior points.
 
         Args:
-            residual: (x, t) in the run's dtype and device -> (M,) absolute residual of the
-                current network, or None for a plain draw.
+            residual: points (M, d) in the run's dtype and device -> (M,) absolute residual
+                of the current network, or None for a plain draw.
         """
-        lx, lt = self.x_max - self.x_min, self.t_max - self.t_min
+        dom, d = self.domain, self.domain.dim
         if residual is not None and self.rad is not None:
             k, c, oversample = self.rad
-            x_c, t_c = self._interior(oversample * self.n_interior)
-            eps = residual(self._to(x_c), self._to(t_c))  # on the device
-            idx = rad_select(eps.detach().cpu(), self.n_interior, k, c, self.generator)
-            x_int, t_int = x_c[idx], t_c[idx]
+            cand = self._interior(oversample * self.n_interior)
+            eps = residual(self._to(cand))  # on the device
+            interior = cand[rad_select(eps.detach().cpu(), self.n_interior, k, c,
+                                       self.generator)]
         else:
-            x_int, t_int = self._interior(self.n_interior)
-        x_ic = self.x_min + lx * self._unit("ic", self.n_initial, 1)
-        t_ic = torch.full_like(x_ic, self.t_min)
-        t_half = self.t_min + lt * self._unit("bc", self.n_boundary // 2, 1)
-        t_bc = torch.cat([t_half, t_half])
-        x_bc = torch.cat([torch.full_like(t_half, self.x_min), torch.full_like(t_half, self.x_max)])
+            interior = self._interior(self.n_interior)
+        if dom.axes.time:
+            initial = dom.initial(self._unit("ic", self.n_initial, d - 1))
+        else:
+            initial = torch.zeros(0, d, dtype=torch.float64)
+        faces = tuple(dom.face_pair(i, self._unit(f"bc{i}", m, d - 1))
+                      for i, m in enumerate(self.pairs))
         to = self._to
-        return Batch(to(x_int), to(t_int), to(x_ic), to(t_ic), to(x_bc), to(t_bc))
+        return Batch(to(interior), to(initial), tuple(to(f) for f in faces))
 
     def _to(self, v: torch.Tensor) -> torch.Tensor:  # float64 CPU draw -> run dtype and device
         return v.to(device=self.device, dtype=self.dtype)
@@ -123,4 +185,5 @@ class Sampler:
         self.generator.set_state(state["generator"])
         if self.kind == "sobol":
             for k, n in state["sobol_num_generated"].items():
-                self._engines[k].reset().fast_forward(n)
+                # "bc": the boundary engine of checkpoints written before faces were numbered
+                self._engines["bc0" if k == "bc" else k].reset().fast_forward(n)

@@ -1,0 +1,73 @@
+"""The fields a residual reads at a set of points, by the engine a run chose.
+
+A problem asks for derivatives as :class:`pinn.coords.Derivative` (output, multi-index). Where
+the network has two input columns and every request is a value, a first or a pure second
+partial, the request has 1-D names (``U``, ``Ux``, ``Ut``, ``Uxx``, ``Utt``, the first column
+standing for x and the second for t, whatever the axes are called) and goes to
+:func:`pinn.derivatives.compute_derivatives`, with the Taylor engine when the run uses it;
+anything else (more columns, mixed or higher partials) goes to the reverse-mode reference
+:func:`pinn.derivatives_nd.nd_derivatives`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, Optional
+
+import torch
+
+from pinn.coords import Derivative
+from pinn.derivatives import compute_derivatives
+from pinn.derivatives_nd import nd_derivatives
+
+
+# The 1-D names of the derivatives on two input columns (pinn.derivatives), by multi-index.
+LEGACY_KEYS = {(0, 0): "U", (1, 0): "Ux", (0, 1): "Ut", (2, 0): "Uxx", (0, 2): "Utt"}
+
+
+def legacy_key(d: Derivative) -> Optional[str]:
+    """The 1-D name (``U``, ``Ux``, ``Utt``, ...) of a derivative on two input columns, or None
+    where it has none (mixed, third order and up, other dimensions)."""
+    return LEGACY_KEYS.get(d.alpha) if len(d.alpha) == 2 else None
+
+
+def legacy_request(wanted: Iterable[Derivative]) -> Optional[frozenset]:
+    """The 1-D keys of ``wanted`` where every derivative has one (two input columns, values,
+    first and pure second partials), else None."""
+    keys = {legacy_key(d) for d in wanted}
+    return None if None in keys else frozenset(keys | {"U"})
+
+
+def request_reason(wanted: Iterable[Derivative]) -> Optional[str]:
+    """Why the Taylor engine cannot compute ``wanted``, or None."""
+    wanted = list(wanted)
+    if legacy_request(wanted) is not None:
+        return None
+    dims = {len(d.alpha) for d in wanted}
+    if dims != {2}:
+        return f"inputs of {max(dims)} columns (the engine takes two so far)"
+    return "mixed or third- and higher-order partials (the engine computes up to pure seconds)"
+
+
+def point_fields(model: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor,
+                 wanted: Iterable[Derivative], engine: str = "autograd",
+                 compile: bool = False, create_graph: bool = True
+                 ) -> Dict[Derivative, torch.Tensor]:
+    """Each derivative of ``wanted`` at ``points`` (N, d), as an (N, 1) column.
+
+    Args:
+        engine: ``autograd`` or ``taylor``; ``taylor`` for a request it cannot compute
+            (:func:`request_reason`) raises (the caller chooses the engine and says why).
+        create_graph: keep the graph for a loss differentiated in the parameters.
+    """
+    wanted = list(dict.fromkeys(wanted))
+    keys = legacy_request(wanted)
+    if keys is not None:
+        d = compute_derivatives(model, points[:, :1], points[:, 1:2], keys,
+                                create_graph=create_graph, engine=engine, compile=compile)
+        return {w: d[legacy_key(w)][:, w.output : w.output + 1] for w in wanted}
+    if engine == "taylor":
+        raise ValueError(f"taylor derivatives: {request_reason(wanted)}")
+    fields = nd_derivatives(model, points, wanted, create_graph=create_graph)
+    return {w: v[:, None] for w, v in fields.items()}
+
+
+__all__ = ["point_fields", "legacy_key", "legacy_request", "request_reason", "LEGACY_KEYS"]
