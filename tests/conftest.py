@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -23,6 +24,38 @@ def reference_dir() -> Path:
     if env:
         return Path(env)
     return REPO.parent / "shared" / "data" / "reference"
+
+
+def load_reference(relative: str) -> dict:
+    """The variables of the ``.mat`` file at ``relative`` under :func:`reference_dir`; the test
+    is skipped, with the path in the reason, where the file is absent."""
+    sio = pytest.importorskip("scipy.io")
+    path = reference_dir() / relative
+    if not path.is_file():
+        pytest.skip(
+            f"reference data ../shared/data/reference not found; looked for {path} "
+            "(set PINN_REFERENCE_DATA to the 'reference' folder to use another location)"
+        )
+    return sio.loadmat(str(path))
+
+
+def load_raissi(name: str) -> tuple:
+    """``(x, t, u)`` of ``raissi_pinns/<name>``: (Nx,), (Nt,), (Nt, Nx), time along rows (the
+    file stores space along rows)."""
+    data = load_reference(f"raissi_pinns/{name}")
+    x, t, u = data["x"].ravel(), data["tt"].ravel(), data["uu"].T
+    assert u.shape == (t.size, x.size)
+    return x, t, u
+
+
+def load_jaxpi(name: str) -> tuple:
+    """``(x, t, u)`` of ``jaxpi/<name>`` on the periodic grid: (Nx,), (Nt,), (Nt, Nx), without
+    the file's last column, which repeats the first (x = x_max)."""
+    data = load_reference(f"jaxpi/{name}")
+    x, t, u = data["x"].ravel(), data["t"].ravel(), data["usol"]
+    assert u.shape == (t.size, x.size)
+    np.testing.assert_array_equal(u[:, -1], u[:, 0])
+    return x[:-1], t, u[:, :-1]
 
 
 # Tests run a few steps each, too few to repay torch.compile (seconds per process), so they

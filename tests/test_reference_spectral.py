@@ -3,37 +3,24 @@
 The first tests compare with published benchmark data (Raissi et al. ``AC.mat`` and ``NLS.mat``,
 jaxpi ``allen_cahn.mat``) and are skipped when those files are not available. The others need no
 data: an exact linear solution, an exact spatially uniform nonlinear solution (which also checks
-that output times are hit exactly), the fourth-order convergence of ETDRK4, conservation laws of
+that output times are hit exactly), the fourth-order convergence of ETDRK4, the flux form of a
+nonlinearity against the pointwise one, stepping in extended precision, conservation laws of
 NLS, the Allen-Cahn residual and symmetry, and exactness of the trigonometric interpolation.
+The KdV and Kuramoto-Sivashinsky references have test files of their own.
 """
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import reference_dir
+from tests.conftest import load_jaxpi, load_raissi
 
-from pinn.reference.spectral import allen_cahn, fourier_interpolate, nls, solve_periodic
+from pinn.reference.spectral import (EXTENDED, allen_cahn, fourier_interpolate, nls,
+                                     solve_periodic)
 
 # Fourth-order central-difference weights for a first derivative on offsets -2..2.
 _D1 = np.array([1.0, -8.0, 0.0, 8.0, -1.0]) / 12.0
 _OFFSETS = np.arange(-2, 3)
-
-
-
-
-def _load(relative: str) -> dict:
-    sio = pytest.importorskip("scipy.io")
-    path = reference_dir() / relative
-    if not path.is_file():
-        pytest.skip(
-            f"reference data ../shared/data/reference not found; looked for {path} "
-            "(set PINN_REFERENCE_DATA to the 'reference' folder to use another location)"
-        )
-    return sio.loadmat(str(path))
 
 
 def _rel_l2(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -48,27 +35,17 @@ def _wavenumbers(m: int, length: float) -> np.ndarray:
 
 
 def test_allen_cahn_matches_raissi_ac_data():
-    data = _load("raissi_pinns/AC.mat")
-    x = data["x"].ravel()  # (512,), the periodic grid on [-1, 1)
-    t = data["tt"].ravel()  # (201,)
-    uu = data["uu"]  # (512, 201): space along rows
-    assert uu.shape == (x.size, t.size)
-
+    x, t, uu = load_raissi("AC.mat")  # (512,) the periodic grid on [-1, 1), (201,), (201, 512)
     u = allen_cahn(x, t)
     assert u.shape == (t.size, x.size) and u.dtype == np.float64
-    rel = _rel_l2(u, uu.T)
+    rel = _rel_l2(u, uu)
     # The data are the 512-mode discretisation that the defaults use, so the agreement is at the
     # level of the time-stepping error (about 1e-11), far inside the 1e-5 benchmark tolerance.
     assert rel <= 1e-8, f"relative L2 error against AC.mat: {rel:.3e}"
 
 
 def test_allen_cahn_matches_jaxpi_data():
-    data = _load("jaxpi/allen_cahn.mat")
-    x = data["x"].ravel()[:511]  # the last of the 512 columns repeats the first (x = 1)
-    t = data["t"].ravel()  # (201,)
-    usol = data["usol"][:, :511]  # (201, 511): time along rows
-    assert usol.shape == (t.size, x.size)
-
+    x, t, usol = load_jaxpi("allen_cahn.mat")  # (511,), (201,), (201, 511)
     # Default grid (512 modes) interpolated to jaxpi's 511-point grid: the two grids resolve the
     # kinked initial data differently, which leaves about 6e-7.
     rel = _rel_l2(allen_cahn(x, t), usol)
@@ -87,18 +64,14 @@ def nls_benchmark():
 
 
 def test_nls_matches_raissi_data(nls_benchmark):
-    data = _load("raissi_pinns/NLS.mat")
-    x = data["x"].ravel()  # (256,)
-    t = data["tt"].ravel()  # (201,)
-    uu = data["uu"]  # (256, 201) complex: space along rows
-    assert uu.shape == (x.size, t.size)
+    x, t, uu = load_raissi("NLS.mat")  # (256,), (201,), (201, 256) complex
     x_b, t_b, h = nls_benchmark
     np.testing.assert_allclose(x, x_b, rtol=0, atol=1e-12)
     np.testing.assert_allclose(t, t_b, rtol=0, atol=1e-12)
 
     assert h.dtype == np.complex128
-    rel_mod = _rel_l2(np.abs(h), np.abs(uu.T))
-    rel = _rel_l2(h, uu.T)
+    rel_mod = _rel_l2(np.abs(h), np.abs(uu))
+    rel = _rel_l2(h, uu)
     assert rel_mod <= 1e-4, f"relative L2 error of |h| against NLS.mat: {rel_mod:.3e}"
     # The phase agrees as well (about 7e-9): same equation, sign convention and grid.
     assert rel <= 1e-6, f"relative L2 error of h against NLS.mat: {rel:.3e}"
@@ -134,15 +107,19 @@ def test_linear_advection_diffusion_is_exact(m, complex_data):
     np.testing.assert_allclose(u, want, rtol=0, atol=1e-12)
 
 
-def test_etdrk4_coefficients_free_of_cancellation():
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (EXTENDED, 1e-15)],
+                         ids=["double", "extended"])
+def test_etdrk4_coefficients_free_of_cancellation(dtype, rtol):
     from math import factorial
 
     from pinn.reference.spectral import _etdrk4_coefficients
 
     # Taylor series of the weight functions (see the module docstring), summed far past
-    # convergence for |z| <= 2, where the closed forms cancel worst.
+    # convergence for |z| <= 2, where the closed forms cancel worst. In long double the
+    # weights must be good to long-double accuracy (2e-17 measured), or extended-precision
+    # stepping would gain nothing.
     n = np.arange(40)
-    fact = np.array([float(factorial(j)) for j in range(44)])
+    fact = np.array([factorial(j) for j in range(44)], dtype=object).astype(dtype)
     series = {
         "Q": 0.5 ** (n + 1) / fact[n + 1],
         "f1": 4.0 / fact[n + 3] - 3.0 / fact[n + 2] + 1.0 / fact[n + 1],
@@ -155,13 +132,14 @@ def test_etdrk4_coefficients_free_of_cancellation():
         -np.logspace(-9, np.log10(2.0), 30),
         -1j * np.logspace(-9, np.log10(2.0), 30),
         rng.uniform(0.0, 2.0, 40) * np.exp(2j * np.pi * rng.uniform(size=40)),
-    ]).astype(np.complex128)
+    ]).astype(np.result_type(dtype, np.complex128))
     h = 0.37
     coeffs = _etdrk4_coefficients(z, h)
     powers = z[:, None] ** n[None, :]
     for name, c in series.items():
         want = h * (powers @ c)
-        np.testing.assert_allclose(coeffs[name], want, rtol=1e-12, atol=0, err_msg=name)
+        assert coeffs[name].dtype == z.dtype
+        np.testing.assert_allclose(coeffs[name], want, rtol=rtol, atol=0, err_msg=name)
     np.testing.assert_allclose(coeffs["E"], np.exp(z), rtol=1e-15)
     # Real arguments give real weights (exactly), so real problems are not polluted.
     real = z.imag == 0.0
@@ -170,27 +148,73 @@ def test_etdrk4_coefficients_free_of_cancellation():
 
 
 @pytest.mark.parametrize("m", [24, 25])
-def test_real_and_complex_paths_agree(m):
-    # A real problem (advection-diffusion-reaction with rough real data, so the Nyquist mode is
-    # populated) solved with real FFTs, and again as a complex problem. The real path acts on the
-    # Nyquist grid mode with Re L(-k_N); given that symbol, the complex path must agree.
+@pytest.mark.parametrize("flux", [False, True], ids=["reaction", "flux"])
+@pytest.mark.parametrize("dtype", [np.float64, EXTENDED], ids=["double", "extended"])
+def test_real_and_complex_paths_agree(m, flux, dtype):
+    # A real problem (advection-diffusion with a reaction, or with the flux -0.6 (u^2 / 2)_x,
+    # and rough real data, so the Nyquist mode is populated) solved with real FFTs, and again
+    # as a complex problem. The real path acts on the Nyquist grid mode with Re L(-k_N) (and
+    # Re G(-k_N)); given those symbols, the complex path must agree.
     rng = np.random.default_rng(7)
     length = 2.0
     k = _wavenumbers(m, length)
     symbol = -1j * 0.8 * k - 1e-2 * k**2
+    if flux:
+        nonlinear, g_symbol = np.square, -0.3j * k
+    else:
+        nonlinear, g_symbol = (lambda v: 5.0 * (v - v**3)), None
     u0 = 0.5 * rng.uniform(-1.0, 1.0, size=m)
     t_out = np.array([0.1, 0.3])
-    u_real = solve_periodic(symbol, lambda v: 5.0 * (v - v**3), u0, length, t_out, 0.01)
+    u_real = solve_periodic(symbol, nonlinear, u0, length, t_out, 0.01,
+                            nonlinear_symbol=g_symbol, dtype=dtype)
     assert u_real.dtype == np.float64
 
     symbol_c = symbol.copy()
+    g_symbol_c = None if g_symbol is None else g_symbol.copy()
     if m % 2 == 0:
         symbol_c[m // 2] = symbol_c[m // 2].real
-    u_cplx = solve_periodic(symbol_c, lambda v: 5.0 * (v - v**3), u0.astype(np.complex128),
-                            length, t_out, 0.01)
+        if flux:
+            g_symbol_c[m // 2] = g_symbol_c[m // 2].real
+    u_cplx = solve_periodic(symbol_c, nonlinear, u0.astype(np.complex128), length, t_out, 0.01,
+                            nonlinear_symbol=g_symbol_c, dtype=dtype)
     assert u_cplx.dtype == np.complex128
     np.testing.assert_allclose(u_cplx.real, u_real, rtol=0, atol=1e-12)
     np.testing.assert_allclose(u_cplx.imag, 0.0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [96, 97])
+def test_flux_form_matches_pointwise_form(m):
+    # Viscous Burgers u_t = nu u_xx - u u_x, once with the nonlinearity -u u_x evaluated
+    # pointwise (u_x spectrally) and once as G(u^2) with G = -1/2 d/dx applied in Fourier
+    # space. For a resolved solution (coefficients below 1e-16 past a third of the modes) the
+    # two differ only by aliasing and round-off.
+    length, nu = 2.0 * np.pi, 0.1
+    x = length * np.arange(m) / m
+    k = _wavenumbers(m, length)
+    u0 = 0.3 * np.sin(x) + 0.1 * np.cos(2.0 * x)
+    t_out = np.array([0.5, 1.0])
+
+    def advection(v):
+        return -v * np.fft.ifft(1j * k * np.fft.fft(v)).real
+
+    pointwise = solve_periodic(-nu * k**2, advection, u0, length, t_out, 0.01)
+    flux = solve_periodic(-nu * k**2, np.square, u0, length, t_out, 0.01,
+                          nonlinear_symbol=-0.5j * k)
+    np.testing.assert_allclose(flux, pointwise, rtol=0, atol=1e-13)
+    # Mass (the mean) is conserved exactly by the flux form: G has no k = 0 component.
+    np.testing.assert_allclose(flux.mean(axis=1), u0.mean(), rtol=0, atol=1e-15)
+
+
+def test_complex_flux_symbol_gives_complex_solution():
+    # Real data and a real nonlinearity, but G = i: u_t = i u, so u = u0 e^{i t}. Solving it
+    # with real transforms would drop the imaginary part.
+    m, length = 8, 1.0
+    u0 = np.cos(2.0 * np.pi * np.arange(m) / m) + 0.5
+    t_out = np.array([0.5, 1.0])
+    u = solve_periodic(np.zeros(m), lambda v: v, u0, length, t_out, 1e-2,
+                       nonlinear_symbol=np.full(m, 1j))
+    assert u.dtype == np.complex128
+    np.testing.assert_allclose(u, u0[None, :] * np.exp(1j * t_out)[:, None], rtol=0, atol=1e-9)
 
 
 def test_uniform_state_and_output_times():
@@ -236,6 +260,34 @@ def test_etdrk4_fourth_order(problem, t_end, dt):
     ratio = err[0] / err[1]
     assert err[1] > 1e-10  # well above round-off, so the ratio measures the scheme
     assert 14.0 <= ratio <= 18.5, f"errors {err[0]:.3e}, {err[1]:.3e}: ratio {ratio:.2f}"
+
+
+@pytest.mark.parametrize("problem", [_allen_cahn_64, _nls_64], ids=["real", "complex"])
+def test_extended_precision_agrees_with_double(problem):
+    # Problems that do not amplify round-off give the same answer in either precision, in
+    # double precision out.
+    symbol, nonlinear, u0, length = problem()
+    t_out = np.array([0.2, 0.5])
+    double = solve_periodic(symbol, nonlinear, u0, length, t_out, 0.01)
+    extended = solve_periodic(symbol, nonlinear, u0, length, t_out, 0.01, dtype=EXTENDED)
+    assert extended.dtype == double.dtype
+    np.testing.assert_allclose(extended, double, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(EXTENDED is np.float64, reason="no fast extended precision here")
+def test_extended_precision_keeps_round_off_below_double():
+    # 1000 steps of a linear problem, whose exact solution is one multiplication in Fourier
+    # space (done here in long double). Stepping in double accumulates 2.5e-14; in long double
+    # what is left is the final rounding to double (8e-17, the values are below 1).
+    m, length = 15, 2.0
+    k = _wavenumbers(m, length)
+    symbol = -1j * 0.7 * k - 0.01 * k**2
+    u0 = np.random.default_rng(5).standard_normal(m)
+    exact = np.fft.irfft(np.exp(symbol[: m // 2 + 1].astype(np.clongdouble))
+                         * np.fft.rfft(u0.astype(np.longdouble)), n=m)  # t = 1
+    u = solve_periodic(symbol, np.zeros_like, u0, length, np.array([1.0]), 1e-3, dtype=EXTENDED)
+    assert np.max(np.abs(exact)) < 1.0
+    assert np.max(np.abs(u[0] - exact)) <= 2.5e-16
 
 
 def test_nls_conserves_mass_and_energy(nls_benchmark):
@@ -339,6 +391,9 @@ def test_fourier_interpolate_reproduces_trig_polynomials(m, complex_data):
         {"u0": np.zeros(7)},
         {"linear_symbol": np.zeros((8, 1))},
         {"u0": np.full(8, np.nan)},
+        {"nonlinear_symbol": np.ones(7)},
+        {"nonlinear_symbol": np.full(8, np.inf)},
+        {"dtype": np.float32},
     ],
 )
 def test_solve_periodic_rejects_invalid_input(kwargs):
@@ -353,6 +408,17 @@ def test_solve_periodic_rejects_invalid_input(kwargs):
     args.update(kwargs)
     with pytest.raises(ValueError):
         solve_periodic(**args)
+
+
+def test_long_double_needs_a_long_double_fft(monkeypatch):
+    # numpy before 2.0 rounds long-double input of its FFT to double, which would step in
+    # double while claiming long double.
+    import pinn.reference.spectral as spectral
+
+    monkeypatch.setattr(spectral, "_LONG_DOUBLE_FFT", False)
+    with pytest.raises(ValueError, match="numpy >= 2.0"):
+        solve_periodic(np.zeros(8), np.zeros_like, np.zeros(8), 1.0, np.array([0.1]), 0.1,
+                       dtype=np.longdouble)
 
 
 def test_blow_up_is_reported():

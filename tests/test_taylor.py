@@ -322,7 +322,6 @@ def test_compile_status_before_any_compilation():
     assert taylor.compile_events() == []
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_inductor_compiled_agrees():
     """The generated code itself (inductor, C++), on the whole-network path: same numbers as

@@ -1,6 +1,7 @@
 """Input checks shared by the reference solvers."""
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import numpy as np
@@ -17,3 +18,15 @@ def check_points(x: np.ndarray, t: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     if t.size and t.min() < 0.0:
         raise ValueError(f"times must be >= 0, got min(t) = {t.min()!r}")
     return x, t
+
+
+def check_domain(domain) -> Tuple[float, float]:
+    """(x_min, x_max) as finite floats with x_min < x_max; ValueError otherwise."""
+    try:
+        x_min, x_max = (float(v) for v in domain)
+    except (TypeError, ValueError):
+        raise ValueError(f"domain must be two numbers (x_min, x_max), got {domain!r}") from None
+    if not (math.isfinite(x_min) and math.isfinite(x_max) and x_min < x_max):
+        raise ValueError(f"domain must be (x_min, x_max), finite with x_min < x_max, got "
+                         f"{(x_min, x_max)!r}")
+    return x_min, x_max

@@ -6,6 +6,7 @@ outputs, boundary kind, and the initial value (compared numerically on a grid).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
@@ -43,6 +44,19 @@ def _nls(x, t, p):
     return np.stack([h.real, h.imag], axis=-1)
 
 
+def _kdv(x, t, p):
+    from pinn.reference.kdv import kdv
+
+    return kdv(x, t, lambda1=p["lambda1"], lambda2=p["lambda2"])[..., None]
+
+
+def _kuramoto_sivashinsky(x, t, p):
+    from pinn.reference.kuramoto_sivashinsky import kuramoto_sivashinsky
+
+    return kuramoto_sivashinsky(x, t, alpha=p["alpha"], beta=p["beta"],
+                                gamma=p["gamma"])[..., None]
+
+
 SOLVERS: Dict[str, Solver] = {
     "cole_hopf": Solver("viscous Burgers, u(x,0) = -sin(pi x), u(+-1,t) = 0, by Cole-Hopf "
                         "quadrature", ("nu",), (-1.0, 1.0), 1, "dirichlet",
@@ -55,6 +69,17 @@ SOLVERS: Dict[str, Solver] = {
                   "h(x,0) = 2 sech x, outputs (Re h, Im h), Fourier spectral + ETDRK4",
                   (), (-5.0, 5.0), 2, "periodic",
                   lambda x: np.stack([2 / np.cosh(x), 0 * x], axis=1), _nls),
+    "kdv": Solver("Korteweg-de Vries u_t + lambda1 u u_x + lambda2 u_xxx = 0, periodic, "
+                  "u(x,0) = cos(pi x), Fourier spectral + ETDRK4",
+                  ("lambda1", "lambda2"), (-1.0, 1.0), 1, "periodic",
+                  lambda x: np.cos(np.pi * x)[:, None], _kdv),
+    "kuramoto_sivashinsky": Solver("Kuramoto-Sivashinsky u_t + alpha u u_x + beta u_xx + "
+                                   "gamma u_xxxx = 0, periodic, u(x,0) = cos(x) (1 + sin(x)), "
+                                   "Fourier spectral + ETDRK4 in extended precision",
+                                   ("alpha", "beta", "gamma"), (0.0, 2.0 * math.pi), 1,
+                                   "periodic",
+                                   lambda x: (np.cos(x) * (1 + np.sin(x)))[:, None],
+                                   _kuramoto_sivashinsky),
 }
 
 

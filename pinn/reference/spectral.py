@@ -10,7 +10,14 @@ the ``M``-point grid ``x_j = x0 + length * j / M`` and advanced in time with the
 exponential time-differencing Runge-Kutta scheme ETDRK4 of Cox and Matthews (2002, J. Comput.
 Phys. 176, 430-455). The stiff linear part is integrated exactly; only ``N`` is approximated, so
 the step size is limited by the accuracy wanted for the nonlinear dynamics, not by the stiffness
-of ``L`` (``-1e-4 k^2`` for Allen-Cahn, ``-0.5 i k^2`` for NLS).
+of ``L`` (``-1e-4 k^2`` for Allen-Cahn, ``-0.5 i k^2`` for NLS, ``i lambda2 k^3`` for KdV,
+``beta k^2 - gamma k^4`` for Kuramoto-Sivashinsky).
+
+A nonlinearity in conservation form, ``N(u) = G (g(u))`` with ``G`` a constant-coefficient
+operator (``-lambda1 / 2 d/dx`` for the ``-lambda1 u u_x = -lambda1 (u^2 / 2)_x`` of KdV and
+Kuramoto-Sivashinsky), is given as the pointwise ``g`` and the symbol of ``G``: ``G`` is then
+applied in Fourier space, where the transform of ``g(u)`` is taken anyway, so it costs no
+extra transforms.
 
 One ETDRK4 step of size ``h`` for the Fourier coefficients ``v`` reads, with ``z = h L``,
 
@@ -36,18 +43,20 @@ directly. (Kassam and Trefethen use the circle for every entry; for complex ``z`
 circle point can then land arbitrarily close to the origin when ``|z|`` is near the radius, which
 the split above rules out.)
 
-Real problems (real initial data, a symbol with ``L(-k) = conj(L(k))`` and a nonlinearity that
-maps real arrays to real arrays) are advanced with real FFTs, which halves the work and keeps the
-solution exactly real. For even ``M`` the Nyquist mode ``cos(pi M (x - x0) / length)`` is then
-treated symmetrically: it is acted on by ``(L(k_N) + L(-k_N)) / 2 = Re L(-k_N)``, which is what
-the operator does to that grid function.
+Real problems (real initial data, symbols with ``L(-k) = conj(L(k))`` (and the same for ``G``)
+and a nonlinearity that maps real arrays to real arrays) are advanced with real FFTs, which
+halves the work and keeps the solution exactly real. For even ``M`` the Nyquist mode
+``cos(pi M (x - x0) / length)`` is then treated symmetrically: it is acted on by
+``(L(k_N) + L(-k_N)) / 2 = Re L(-k_N)``, which is what the operator does to that grid function
+(for odd derivatives, ``0``).
 
 No dealiasing is applied: like the published reference data, the nonlinear term is evaluated
 pointwise on the ``M``-point grid.
 
 The two benchmark problems below reproduce the data sets used throughout the PINN literature:
 ``allen_cahn`` (Raissi et al. ``AC.mat``, jaxpi ``allen_cahn.mat``) and ``nls`` (Raissi et al.
-``NLS.mat``).
+``NLS.mat``). KdV and Kuramoto-Sivashinsky have modules of their own (``kdv.py``,
+``kuramoto_sivashinsky.py``) built on :func:`solve_on_points`.
 
 Resolution. Both benchmark initial conditions have a kink where the period closes:
 ``x^2 cos(pi x)`` has slope ``-2`` at ``x = 1`` and ``+2`` at ``x = -1``, and ``2 sech(x)`` has
@@ -67,17 +76,37 @@ Time stepping is far from limiting. For Allen-Cahn (512 modes) the relative erro
 and ``4e-12`` at the default ``1e-3``; for NLS (256 modes) it is about ``1e-6`` at ``dt = 1e-3``,
 ``7e-8`` at ``5e-4`` and ``5e-9`` at the default ``2.5e-4``. Each benchmark solve on a
 201-time grid takes well under a second.
+
+Precision. Round-off enters every step at the level of ``eps`` (``2.2e-16`` in double) and is
+then carried along by the dynamics. Where they amplify small differences, as the chaotic
+Kuramoto-Sivashinsky benchmark does (about ``1e5``-fold by ``t = 1``), it sets a floor to the
+accuracy that no finer step or grid lowers; ``dtype=np.longdouble`` steps in long double
+(``eps = 1.1e-19`` where that is the 80-bit x87 format, :data:`EXTENDED`), at two to three
+times the cost.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from pinn.reference.checks import check_points
+from pinn.reference.checks import check_domain, check_points
 
-__all__ = ["solve_periodic", "fourier_interpolate", "allen_cahn", "nls"]
+__all__ = ["EXTENDED", "wavenumbers", "solve_periodic", "fourier_interpolate", "solve_on_points",
+           "allen_cahn", "nls"]
+
+#: An initial value: a function of positions ``(M,) -> (M,)``, or its values on the grid.
+Initial = Union[Callable[[np.ndarray], np.ndarray], np.ndarray]
+
+#: Whether numpy's FFT computes in long double (numpy >= 2.0; before, it rounds to double).
+_LONG_DOUBLE_FFT = np.fft.rfft(np.zeros(2, dtype=np.longdouble)).dtype == np.clongdouble
+
+#: Long double where it is the 80-bit x87 format (x86-64), which runs in hardware, at two to
+#: three times the cost of double, and numpy's FFT supports it; double elsewhere: IEEE quad
+#: (Linux on arm64) is emulated in software, and Windows and macOS on arm64 have nothing wider.
+EXTENDED = (np.longdouble if np.finfo(np.longdouble).nmant == 63 and _LONG_DOUBLE_FFT
+            else np.float64)
 
 #: Points on the circle around ``z`` used for the ETDRK4 coefficients at small ``|z|``.
 _CONTOUR_POINTS = 32
@@ -113,14 +142,16 @@ def _etdrk4_coefficients(z: np.ndarray, h: float) -> Dict[str, np.ndarray]:
     """ETDRK4 coefficients for a diagonal linear part.
 
     Args:
-        z: ``h * L(k)``, complex array of shape ``(K,)``.
+        z: ``h * L(k)``, array of shape ``(K,)``; long-double input gives long-double output.
         h: Step size, ``> 0``.
 
     Returns:
         Dict with keys ``"E"``, ``"E2"``, ``"Q"``, ``"f1"``, ``"f2"``, ``"f3"``, each a complex
         array of shape ``(K,)`` (see the module docstring); ``Q`` and ``f1..f3`` include ``h``.
     """
-    z = np.asarray(z, dtype=np.complex128)
+    z = np.asarray(z)
+    z = z.astype(np.result_type(z.dtype, np.complex128))  # complex128 or clongdouble
+    real_type = z.real.dtype.type
     q = np.empty_like(z)
     g1 = np.empty_like(z)
     g2 = np.empty_like(z)
@@ -134,7 +165,8 @@ def _etdrk4_coefficients(z: np.ndarray, h: float) -> Dict[str, np.ndarray]:
         # Nodes at half-step angles come in conjugate pairs without touching the real axis, so
         # for real z the mean is real up to round-off; accuracy does not depend on it, since
         # every node is >= 1/2 from the origin.
-        theta = 2.0 * np.pi * (np.arange(_CONTOUR_POINTS) + 0.5) / _CONTOUR_POINTS
+        pi = 4.0 * np.arctan(real_type(1.0))  # np.pi in float64, pi to long-double accuracy
+        theta = 2.0 * pi * (np.arange(_CONTOUR_POINTS, dtype=real_type) + 0.5) / _CONTOUR_POINTS
         zc = z[small, None] + _CONTOUR_RADIUS * np.exp(1j * theta)[None, :]  # (n_small, P)
         vals = _phi_closed(zc)
         q[small], g1[small], g2[small], g3[small] = (v.mean(axis=1) for v in vals)
@@ -179,6 +211,8 @@ def solve_periodic(
     t_out: np.ndarray,
     dt: float,
     x0: float = 0.0,
+    nonlinear_symbol: Optional[np.ndarray] = None,
+    dtype: type = np.float64,
 ) -> np.ndarray:
     """Solve ``u_t = L u + N(u)`` on a periodic grid with Fourier pseudo-spectral ETDRK4.
 
@@ -198,16 +232,22 @@ def solve_periodic(
             output time is hit exactly.
         x0: Left end of the grid. The dynamics are translation invariant, so it only documents
             where ``u0`` was sampled; it must be finite.
+        nonlinear_symbol: Fourier symbol of ``G`` for a nonlinearity ``N(u) = G(nonlinear(u))``,
+            shape ``(M,)`` on the same wavenumbers (``-0.5j * k`` for ``-u u_x``); ``None``
+            for ``N = nonlinear``.
+        dtype: Real type the state and the ETDRK4 coefficients are held in while stepping:
+            ``np.float64``, or ``np.longdouble`` for problems that amplify round-off (see the
+            module docstring). The inputs and the result are double precision either way.
 
     Returns:
         States at ``t_out``, shape ``(n_t, M)``, time along rows. The result is float64 when
         ``u0`` is real, ``linear_symbol`` satisfies ``L(-k) = conj(L(k))`` (up to round-off;
-        the Nyquist entry of even ``M`` excepted) and ``nonlinear`` maps the real ``u0`` to a
-        real array; it is complex128 otherwise.
+        the Nyquist entry of even ``M`` excepted), so does ``nonlinear_symbol``, and
+        ``nonlinear`` maps the real ``u0`` to a real array; it is complex128 otherwise.
 
     Raises:
-        ValueError: On inconsistent shapes, non-finite input, ``length <= 0``, ``dt <= 0``, or
-            output times that are negative or decreasing.
+        ValueError: On inconsistent shapes, non-finite input, ``length <= 0``, ``dt <= 0``,
+            output times that are negative or decreasing, or another ``dtype``.
         FloatingPointError: If the solution stops being finite (an unstable symbol, a blow-up,
             or a step far too large).
     """
@@ -231,8 +271,22 @@ def solve_periodic(
         raise ValueError(f"dt must be a positive finite number, got {dt!r}")
     if not math.isfinite(x0):
         raise ValueError(f"x0 must be finite, got {x0!r}")
-    if not (np.all(np.isfinite(symbol)) and np.all(np.isfinite(u0)) and np.all(np.isfinite(t_out))):
-        raise ValueError("linear_symbol, u0 and t_out must be finite")
+    if dtype not in (np.float64, np.longdouble):
+        raise ValueError(f"dtype must be np.float64 or np.longdouble, got {dtype!r}")
+    if dtype is np.longdouble and not _LONG_DOUBLE_FFT:
+        raise ValueError(f"dtype=np.longdouble needs numpy >= 2.0, whose FFT computes in long "
+                         f"double; this is numpy {np.__version__}")
+    complex_type = np.result_type(dtype, np.complex128).type
+    if nonlinear_symbol is None:
+        g_symbol = np.ones(m, dtype=np.complex128)
+    else:
+        g_symbol = np.asarray(nonlinear_symbol).astype(np.complex128)
+        if g_symbol.shape != (m,):
+            raise ValueError(f"nonlinear_symbol must have shape ({m},) like linear_symbol, got "
+                             f"{g_symbol.shape}")
+    if not (np.all(np.isfinite(symbol)) and np.all(np.isfinite(g_symbol))
+            and np.all(np.isfinite(u0)) and np.all(np.isfinite(t_out))):
+        raise ValueError("linear_symbol, nonlinear_symbol, u0 and t_out must be finite")
     if t_out.size and t_out[0] < 0.0:
         raise ValueError(f"output times must be >= 0, got t_out[0] = {t_out[0]!r}")
     if np.any(np.diff(t_out) < 0.0):
@@ -241,13 +295,18 @@ def solve_periodic(
     real = (
         np.isrealobj(u0)
         and _is_hermitian_symbol(symbol)
+        and _is_hermitian_symbol(g_symbol)
         and np.isrealobj(nonlinear(u0.astype(np.float64)))
     )
     if real:
-        u = u0.astype(np.float64)
-        lin = symbol[: m // 2 + 1].copy()
+        u = u0.astype(dtype)
+        lin = symbol[: m // 2 + 1].astype(complex_type)
+        g_hat = g_symbol[: m // 2 + 1].astype(complex_type)
         if m % 2 == 0:
-            lin[-1] = lin[-1].real  # symmetric Nyquist mode, see the module docstring
+            # The symmetric Nyquist mode, see the module docstring. For G, irfft would drop
+            # the imaginary part anyway; this keeps the state's Nyquist entry real as well.
+            lin[-1] = lin[-1].real
+            g_hat[-1] = g_hat[-1].real
         fwd = np.fft.rfft
 
         def inv(v: np.ndarray) -> np.ndarray:
@@ -255,13 +314,15 @@ def solve_periodic(
 
         out = np.empty((t_out.size, m), dtype=np.float64)
     else:
-        u = u0.astype(np.complex128)
-        lin = symbol
+        u = u0.astype(complex_type)
+        lin = symbol.astype(complex_type)
+        g_hat = g_symbol.astype(complex_type)
         fwd = np.fft.fft
         inv = np.fft.ifft
         out = np.empty((t_out.size, m), dtype=np.complex128)
 
-    def n_hat(v: np.ndarray) -> np.ndarray:
+    def w_hat(v: np.ndarray) -> np.ndarray:
+        # The transform of nonlinear(u); N(u) is g_hat times it, folded into the weights below.
         return fwd(nonlinear(inv(v)))
 
     v = fwd(u)
@@ -280,20 +341,25 @@ def solve_periodic(
             if coeffs is None or abs(h - h_coeffs) > 1e-14 * h:
                 coeffs = _etdrk4_coefficients(h * lin, h)
                 h_coeffs = h
+                # Every N enters multiplied by one of Q, f1, f2, f3, so G goes there once.
+                # Without G it multiplies by 1, which changes no bit.
+                for key in ("Q", "f1", "f2", "f3"):
+                    coeffs[key] = coeffs[key] * g_hat
+                coeffs["2f2"] = 2.0 * coeffs["f2"]
             e, e2, q = coeffs["E"], coeffs["E2"], coeffs["Q"]
-            f1, f2, f3 = coeffs["f1"], coeffs["f2"], coeffs["f3"]
+            f1, f2x2, f3 = coeffs["f1"], coeffs["2f2"], coeffs["f3"]
             for _ in range(n_steps):
-                nv = n_hat(v)
+                wv = w_hat(v)
                 e2v = e2 * v
-                a = e2v + q * nv
-                na = n_hat(a)
-                b = e2v + q * na
-                nb = n_hat(b)
-                c = e2 * a + q * (2.0 * nb - nv)
-                nc = n_hat(c)
-                v = e * v + f1 * nv + 2.0 * f2 * (na + nb) + f3 * nc
+                a = e2v + q * wv
+                wa = w_hat(a)
+                b = e2v + q * wa
+                wb = w_hat(b)
+                c = e2 * a + q * (2.0 * wb - wv)
+                wc = w_hat(c)
+                v = e * v + f1 * wv + f2x2 * (wa + wb) + f3 * wc
             t_now = float(t_next)
-        out[j] = inv(v)
+        out[j] = inv(v)  # rounded to double precision
         if not np.all(np.isfinite(out[j])):
             raise FloatingPointError(f"solution is not finite at t = {t_next!r}")
     return out
@@ -359,28 +425,65 @@ def fourier_interpolate(
     return out.real.copy() if real else out
 
 
-def _solve_on_points(
+def wavenumbers(n_modes: int, length: float) -> np.ndarray:
+    """Angular wavenumbers of the ``n_modes``-point grid on a period ``length``, FFT order.
+
+    Returns:
+        ``k`` of shape ``(n_modes,)``: ``d/dx`` has the symbol ``1j * k``.
+    """
+    return 2.0 * np.pi * np.fft.fftfreq(n_modes, d=length / n_modes)
+
+
+def solve_on_points(
     symbol: np.ndarray,
     nonlinear: Callable[[np.ndarray], np.ndarray],
-    initial: Callable[[np.ndarray], np.ndarray],
-    a: float,
-    length: float,
+    initial: Initial,
+    domain: Sequence[float],
     x: np.ndarray,
     t: np.ndarray,
-    n_modes: int,
     dt: float,
+    nonlinear_symbol: Optional[np.ndarray] = None,
+    dtype: type = np.float64,
 ) -> np.ndarray:
-    """Solve on the ``n_modes`` grid of ``[a, a + length)`` and interpolate to ``(t, x)``.
+    """Solve on the grid of ``domain`` and interpolate to the points ``(t, x)``.
 
-    Times may come in any order and repeat. Rows with ``t == 0`` are ``initial`` evaluated at
-    ``x`` (wrapped into the period) rather than interpolated: the benchmark initial data have a
-    kink at the ends of the period, which no trigonometric interpolant reproduces between nodes.
+    Args:
+        symbol: Fourier symbol of the linear part on :func:`wavenumbers` ``(M, length)``,
+            shape ``(M,)``; ``M`` sets the grid.
+        nonlinear: The pointwise nonlinearity, see :func:`solve_periodic`.
+        initial: The initial value, a function of positions ``(M,) -> (M,)`` or its values on
+            the grid ``x_min + length * arange(M) / M``, shape ``(M,)``.
+        domain: ``(x_min, x_max)``, the period, ``x_min < x_max``.
+        x: Positions, shape ``(n_x,)``; outside the period the periodic extension is returned.
+        t: Times, shape ``(n_t,)``, ``>= 0``, in any order and possibly repeated.
+        dt: Largest ETDRK4 step.
+        nonlinear_symbol: Fourier symbol applied to ``nonlinear(u)``, see
+            :func:`solve_periodic`.
+        dtype: Precision of the time stepping, see :func:`solve_periodic`.
+
+    Returns:
+        ``u[j, i] = u(x[i], t[j])``, shape ``(n_t, n_x)``. Rows with ``t == 0`` are a callable
+        ``initial`` evaluated at ``x`` (wrapped into the period) rather than interpolated: the
+        Allen-Cahn initial data have a kink at the ends of the period, which no trigonometric
+        interpolant reproduces between nodes.
+
+    Raises:
+        ValueError: On a domain that is not two finite increasing numbers, or an initial value
+            of the wrong shape (and as :func:`solve_periodic`).
     """
-    ts, inverse = np.unique(t, return_inverse=True)
+    a, b = check_domain(domain)
+    length = b - a
+    n_modes = np.shape(symbol)[0]
     grid = a + length * np.arange(n_modes) / n_modes
-    states = solve_periodic(symbol, nonlinear, initial(grid), length, ts, dt, x0=a)
+    u0 = np.asarray(initial(grid) if callable(initial) else initial)
+    if u0.shape != (n_modes,):
+        raise ValueError(f"the initial value on the {n_modes}-point grid must have shape "
+                         f"({n_modes},), got {u0.shape}")
+    ts, inverse = np.unique(t, return_inverse=True)
+    states = solve_periodic(symbol, nonlinear, u0, length, ts, dt, x0=a,
+                            nonlinear_symbol=nonlinear_symbol, dtype=dtype)
     values = fourier_interpolate(states, length, x, x0=a)  # (len(ts), n_x)
-    if ts.size and ts[0] == 0.0:
+    if callable(initial) and ts.size and ts[0] == 0.0:
         values[0] = initial(np.mod(x - a, length) + a)
     return values[inverse.reshape(-1)]
 
@@ -415,8 +518,7 @@ def allen_cahn(
         ValueError: If ``x`` or ``t`` is not 1-D or not finite, or a time is negative.
     """
     x, t = check_points(x, t)
-    length = 2.0
-    k = 2.0 * np.pi * np.fft.fftfreq(n_modes, d=length / n_modes)
+    k = wavenumbers(n_modes, 2.0)
     symbol = -d * k * k
 
     def reaction(u: np.ndarray) -> np.ndarray:
@@ -425,7 +527,7 @@ def allen_cahn(
     def initial(xx: np.ndarray) -> np.ndarray:
         return xx * xx * np.cos(np.pi * xx)
 
-    return _solve_on_points(symbol, reaction, initial, -1.0, length, x, t, n_modes, dt)
+    return solve_on_points(symbol, reaction, initial, (-1.0, 1.0), x, t, dt)
 
 
 def nls(
@@ -453,8 +555,7 @@ def nls(
         ValueError: If ``x`` or ``t`` is not 1-D or not finite, or a time is negative.
     """
     x, t = check_points(x, t)
-    length = 10.0
-    k = 2.0 * np.pi * np.fft.fftfreq(n_modes, d=length / n_modes)
+    k = wavenumbers(n_modes, 10.0)
     symbol = -0.5j * k * k
 
     def cubic(h: np.ndarray) -> np.ndarray:
@@ -463,4 +564,4 @@ def nls(
     def initial(xx: np.ndarray) -> np.ndarray:
         return (2.0 / np.cosh(xx)).astype(np.complex128)
 
-    return _solve_on_points(symbol, cubic, initial, -5.0, length, x, t, n_modes, dt)
+    return solve_on_points(symbol, cubic, initial, (-5.0, 5.0), x, t, dt)
