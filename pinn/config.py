@@ -231,6 +231,11 @@ class PDEConfig:
         exact: closed-form solution (expressions in x, t), if there is one
         reference: the name of a reference solver (cole_hopf, allen_cahn, nls) when there is no
             closed form
+        reference_file: a reference solution at scattered nodes (text with % or # comments,
+            .csv, .npz, .mat; columns the axes, then the outputs; nan where a value is not
+            given): the errors are measured at its nodes; a relative path is looked up in the
+            working folder, then in configs/pde
+        reference_outputs: the outputs the reference file holds (all by default)
         eval_nx: points in x of the grid on which errors are measured
         eval_nt: points in t of that grid
         derived: quantities of the outputs whose errors are reported too, name: expression in
@@ -258,6 +263,8 @@ class PDEConfig:
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
     exact: Any = None
     reference: Optional[str] = None
+    reference_file: Optional[str] = None
+    reference_outputs: Optional[List[str]] = None
     eval_nx: int = 256
     eval_nt: int = 101
     derived: Dict[str, Any] = field(default_factory=dict)

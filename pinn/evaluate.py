@@ -20,8 +20,8 @@ from pinn.checkpoint import CheckpointError, load_checkpoint, write_json
 from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR
 from pinn.device import device_info
-from pinn.evaluation import (grid_counts, grid_errors, make_eval_grid, predict_grid,
-                             residual_statistics)
+from pinn.evaluation import (grid_counts, grid_errors, make_eval_grid, node_errors,
+                             predict_grid, residual_statistics)
 from pinn.figures import grid_figures, headline, prediction_figure, pyplot, slices_figure
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
@@ -73,7 +73,8 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
               "grid": {"nx": counts["x"], "nt": counts["t"]} if xt else counts,
               **device_info(next(model.parameters()).device),
               "reference": pde.reference_kind,
-              **{f"error/{k}": v for k, v in grid_errors(pred, grid, pde).items()},
+              **{f"error/{k}": v for k, v in (node_errors(model, pde)
+                                              or grid_errors(pred, grid, pde)).items()},
               **residual_statistics(model, pde, grid)}
     learned = getattr(model, "pde_params", None)
     if learned is not None:  # an inverse problem: the coefficients it found

@@ -126,6 +126,29 @@ def grid_errors(pred: np.ndarray, grid: EvalGrid, pde: PDE) -> Dict[str, float]:
     return errs
 
 
+@torch.no_grad()
+def node_errors(model: nn.Module, pde: PDE) -> Dict[str, float]:
+    """Relative L2 and max-abs error per output at the nodes of the problem's reference file
+    (where it gives a value), the network in predict mode; {} without a file."""
+    ref = pde.reference_data
+    if ref is None:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters())
+        pred = model(torch.as_tensor(ref.points, dtype=p.dtype, device=p.device))
+    finally:
+        model.train(was_training)
+    pred = pred.double().cpu().numpy()[:, [pde.outputs.index(o) for o in ref.outputs]]
+    errs = {}
+    for j, name in enumerate(ref.outputs):
+        given = ~np.isnan(ref.values[:, j])
+        errs[f"l2_rel/{name}"] = relative_l2(pred[given, j], ref.values[given, j])
+        errs[f"max_abs/{name}"] = max_abs(pred[given, j], ref.values[given, j])
+    return errs
+
+
 def residual_statistics(model: nn.Module, pde: PDE, grid: EvalGrid,
                         chunk: int = 8192) -> Dict[str, float]:
     """Residual of the predict-mode network on the grid: mean |r|, RMS and max |r| per equation

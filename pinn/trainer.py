@@ -23,7 +23,7 @@ from pinn.config import choice
 from pinn.device import device_info
 from pinn.divergence import custom_scalar_layout, field_names, measure_divergence
 from pinn.fields import request_reason
-from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
+from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid
 from pinn.figures import grid_figures, headline
 from pinn.logs import RunLogger
 from pinn.losses import (CausalWeighting, grad_norm_weights, loss_terms, residual_magnitude,
@@ -348,7 +348,8 @@ class Trainer:
         if not distributed.is_writer():
             return {}
         pred = predict_grid(self.model, self.grid)
-        errors = grid_errors(pred, self.grid, self.pde)
+        # At a reference file's nodes where the problem has one, else on the grid.
+        errors = node_errors(self.model, self.pde) or grid_errors(pred, self.grid, self.pde)
         self.logger.scalars({f"error/{k}": v for k, v in errors.items()}, self.step)
         if with_figure and self.cfg.log.figures and self.logger.writer is not None:
             ref = self.grid.reference

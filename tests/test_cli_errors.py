@@ -20,9 +20,9 @@ CASES = [
     (["model.width=abc"], "model.width='abc' is not allowed: an integer"),
     (["trainer.max_minutes=abc"], "trainer.max_minutes='abc' is not allowed: a number"),
     (["pde=burger"], "pde=burger is not allowed: one of advection, allen_cahn, burgers, "
-                     "burgers_inverse, heat, heat2d, helmholtz2d, kdv, klein_gordon, kovasznay, "
-                     "kuramoto_sivashinsky, nls, poisson2d, poisson3d, wave (did you mean "
-                     "burgers?)"),
+                     "burgers_inverse, cavity, heat, heat2d, helmholtz2d, kdv, klein_gordon, "
+                     "kovasznay, kuramoto_sivashinsky, nls, poisson2d, poisson3d, taylor_green, "
+                     "wave (did you mean burgers?)"),
     (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
                             "burgers_bn, burgers_inverse, heat_inverse, heat_quick, nls_precise, "
                             "precise, raissi_burgers, wave_precise (did you mean precise?)"),

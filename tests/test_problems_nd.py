@@ -269,3 +269,49 @@ def test_a_bad_problem_exits_2_with_one_line_and_no_run_folder(tmp_path):
         "error: pde.conditions: the face top has no condition; give one (e.g. top: \"0\" for "
         "u = 0) or write top: free"], p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_errors_at_the_nodes_of_a_reference_file(tmp_path):
+    from pinn.evaluation import node_errors
+
+    pde = build_pde(compose_cfg(["pde=cavity"]).pde)
+    assert pde.reference_kind == "file ghia_re100.txt"
+    ref = pde.reference_data
+    assert ref.points.shape == (34, 2) and ref.outputs == ("u", "v")
+    # A "network" whose u is the table's u plus 0.01 where u is tabulated, and v = 0.
+    u_rows = np.where(np.isnan(ref.values[:, :1]), 0.0, ref.values[:, :1] + 0.01)
+    nodes = torch.tensor(ref.points)
+
+    class Table(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros((), dtype=F64))
+
+        def forward(self, p):
+            assert torch.equal(p, nodes)  # the nodes, in the file's order
+            u = torch.tensor(u_rows)
+            return torch.cat([u, torch.zeros_like(u), torch.zeros_like(u)], dim=1)
+
+    errs = node_errors(Table(), pde)
+    given_u = ref.values[~np.isnan(ref.values[:, 0]), 0]
+    assert errs["l2_rel/u"] == pytest.approx(0.01 * math.sqrt(len(given_u))
+                                             / np.linalg.norm(given_u), rel=1e-12)
+    assert errs["l2_rel/v"] == pytest.approx(1.0) and errs["max_abs/u"] == pytest.approx(0.01)
+    assert "l2_rel/p" not in errs and len(given_u) == 17
+
+
+def test_a_reference_file_that_does_not_match_the_problem_is_refused(tmp_path):
+    f = tmp_path / "ref.txt"
+    f.write_text("% x y u\n0.5 0.5 1.0\n")
+    with pytest.raises(ValueError, match=r"pde.reference_file=.*ref.txt: no column v \(it has "
+                                         r"x, y, u\); expected x, y, u, v"):
+        build_pde({**BASE, "outputs": ["u", "v"], "conditions": {"left": "0", "right": "0",
+                                                                 "bottom": "0", "top": "0"},
+                   "residual": ["lap(u)", "lap(v)"], "reference_file": str(f)})
+    f.write_text("0.5 1.5 1.0\n")
+    with pytest.raises(ValueError, match=r"outside"):
+        build_pde({**BASE, "reference_file": str(f)})
+    with pytest.raises(ValueError, match=r"pde.reference_outputs=\['w'\] is not allowed"):
+        build_pde({**BASE, "reference_file": str(f), "reference_outputs": ["w"]})
+    with pytest.raises(ValueError, match=r"pde.reference_file=.*missing.txt: no such file"):
+        build_pde({**BASE, "reference_file": str(tmp_path / "missing.txt")})

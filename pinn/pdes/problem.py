@@ -9,6 +9,7 @@ or the name of a reference solver. The expressions are parsed once, here, by the
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -39,6 +40,19 @@ def _as_list(value: Any) -> List[str]:
 
 def _is_mapping(value: Any) -> bool:
     return hasattr(value, "items") and hasattr(value, "keys")
+
+
+def resolve_data_path(name: str) -> Path:
+    """A data file a problem names: as given (absolute, or relative to the working folder)
+    where it exists, else relative to the shipped problems' folder (``configs/pde``), where
+    the tables of shipped problems live (``data/ghia_re100.txt``)."""
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    from pinn.config import CONFIG_DIR
+
+    shipped = Path(CONFIG_DIR) / "pde" / path
+    return shipped if shipped.exists() else path
 
 
 class PDE:
@@ -127,6 +141,8 @@ class PDE:
                                          axis_names | p | set(self.outputs),
                                          key=f"pde.derived.{k}")
         self._check_unknowns()
+        self.reference_data = self._reference_file(cfg.get("reference_file"),
+                                                   cfg.get("reference_outputs"))
         self.reference_name: Optional[str] = cfg.get("reference")
         if self.reference_name is not None:
             if not self.legacy:
@@ -173,6 +189,26 @@ class PDE:
             bounds.append((lo, hi))
         periodic = [str(a) for a in (cfg.get("periodic") or [])]
         return axes, Domain(axes, bounds, periodic)
+
+    def _reference_file(self, name: Optional[str], outputs: Optional[Sequence[str]]):
+        """The reference solution at the nodes of ``pde.reference_file`` (columns: the axes,
+        then ``pde.reference_outputs``, every output by default), read and checked now."""
+        if outputs is not None and name is None:
+            raise ValueError("pde.reference_outputs names the outputs of pde.reference_file; "
+                             "give the file too")
+        if name is None:
+            return None
+        from pinn.reference.files import read_reference
+
+        outs = tuple(str(o) for o in (outputs if outputs is not None else self.outputs))
+        bad = [o for o in outs if o not in self.outputs]
+        if bad or not outs:
+            raise ValueError(f"pde.reference_outputs={list(outs)} is not allowed: some of the "
+                             f"outputs {', '.join(self.outputs)}")
+        bounds = {a: (lo, hi) for a, lo, hi in zip(self.axes.names, self.domain.lower,
+                                                   self.domain.upper)}
+        return read_reference(resolve_data_path(str(name)), self.axes.names, outs,
+                              bounds=bounds)
 
     # -- parsing helpers ----------------------------------------------------------------
     def _parse_residual(self, value: Any, names: set):
@@ -419,6 +455,8 @@ class PDE:
 
     @property
     def reference_kind(self) -> str:
+        if self.reference_data is not None:
+            return f"file {self.reference_data.path.name}"
         if self.exact_exprs:
             return "closed form"
         return self.reference_name or "none"
