@@ -23,7 +23,7 @@ from pinn.coords import DERIVATIVE_KEYS, Derivative
 from pinn.nn.mlp import MLP, Sin
 from pinn.nn.norm import BatchNorm
 
-MAX_ORDER = 2  # pure partials up to this order per axis
+MAX_PURE_ORDER = 2  # pure partials up to this order per axis
 
 
 def _activation_kind(m: nn.Module) -> Optional[str]:
@@ -114,9 +114,9 @@ def taylor_unsupported(model: nn.Module, wanted: Iterable[Derivative]) -> Option
         transform on other than (x, t).
     """
     for w in wanted:
-        if w.order > MAX_ORDER:
+        if w.order > MAX_PURE_ORDER:
             return (f"output {w.output}, multi-index {w.alpha}: order {w.order}; the taylor "
-                    f"engine carries derivatives up to order {MAX_ORDER}")
+                    f"engine carries derivatives up to order {MAX_PURE_ORDER}")
         if sum(1 for k in w.alpha if k) > 1:
             return (f"output {w.output}, multi-index {w.alpha} is a mixed partial; the taylor "
                     "engine carries pure partials only (u_x, u_xx, ...)")
