@@ -95,7 +95,7 @@ from pinn.derivatives import compute_derivatives
 from pinn.device import DeviceError, cpu_name, device_info, resolve_device, synchronize
 from pinn.nn import MLP
 from pinn.nn.norm import calibrate_bn, set_bn_mode
-import pinn.taylor as taylor
+from pinn.taylor import allocator as taylor_allocator
 from pinn.taylor import compile_events, compile_status, reset_compiled, taylor_derivatives
 
 TARGETS = {"a": 2.5, "b": 1.8, "c": 2.5}
@@ -293,8 +293,8 @@ def _malloc_mode(measure: bool) -> bool:
             ok &= libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
             libc.malloc_trim(0)
         else:
-            ok = libc.mallopt(-3, taylor._MMAP_THRESHOLD)
-            ok &= libc.mallopt(-1, taylor._TRIM_THRESHOLD)
+            ok = libc.mallopt(-3, taylor_allocator.MMAP_THRESHOLD)
+            ok &= libc.mallopt(-1, taylor_allocator.TRIM_THRESHOLD)
         return bool(ok)
     except (OSError, AttributeError):
         return False
@@ -481,9 +481,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "tuned":
-        allocator = taylor.tune_allocator()
+        allocator = taylor_allocator.tune_allocator()
     else:
-        taylor.ALLOCATOR_TUNING = False
+        taylor_allocator.ALLOCATOR_TUNING = False
         allocator = "glibc default (dynamic thresholds); peak memory not measured"
     reset_compiled()
 

@@ -11,6 +11,9 @@ output index and a *multi-index*: how many times it is differentiated along each
 (``u_xxy`` on axes (x, y, t) -> (0, (2, 1, 0))). Up to :data:`MAX_ORDER` differentiations
 along one axis and in all.
 
+Problems on (x, t) also have the older, fixed vocabulary :data:`DERIVATIVE_KEYS` (U, Ux, Ut,
+Uxx, Utt; every output at once), which :mod:`pinn.derivatives` and the taylor engine speak.
+
 Nothing here computes; :mod:`pinn.derivatives_nd` does, from these keys.
 """
 from __future__ import annotations
@@ -23,6 +26,10 @@ TIME_AXIS = "t"
 MAX_ORDER = 4  # differentiations along one axis, and in all (u_xxxx for Kuramoto-Sivashinsky)
 
 MultiIndex = Tuple[int, ...]
+
+# The (x, t) vocabulary: the value and the first and pure second derivatives along x and t,
+# each key standing for all outputs at once ((N, n_out) tensors).
+DERIVATIVE_KEYS = ("U", "Ux", "Ut", "Uxx", "Utt")
 
 
 class CoordinateError(ValueError):

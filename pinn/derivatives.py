@@ -12,7 +12,7 @@ from typing import Callable, Dict, Iterable
 
 import torch
 
-DERIVATIVE_KEYS = ("U", "Ux", "Ut", "Uxx", "Utt")
+from pinn.coords import DERIVATIVE_KEYS  # re-exported: the key vocabulary lives with the axes
 
 
 def _grads(y: torch.Tensor, inputs: list, create_graph: bool) -> list:

@@ -43,7 +43,8 @@ def nd_derivatives(model: Callable[[torch.Tensor], torch.Tensor], points: torch.
     if differentiated and not points.requires_grad:
         points = points.detach().requires_grad_(True)
     out: Dict[Derivative, torch.Tensor] = {}
-    with torch.enable_grad() if differentiated else torch.no_grad():
+    # Values alone keep their graph too when asked to (a data term trains on them).
+    with torch.enable_grad() if differentiated or create_graph else torch.no_grad():
         values = model(points)  # (N, n_out)
         for k in sorted({w.output for w in wanted}):
             alphas = [w.alpha for w in wanted if w.output == k]

@@ -4,19 +4,23 @@ A problem asks for derivatives as :class:`pinn.coords.Derivative` (output, multi
 the network has two input columns and every request is a value, a first or a pure second
 partial, the request has 1-D names (``U``, ``Ux``, ``Ut``, ``Uxx``, ``Utt``, the first column
 standing for x and the second for t, whatever the axes are called) and goes to
-:func:`pinn.derivatives.compute_derivatives`, with the Taylor engine when the run uses it;
-anything else (more columns, mixed or higher partials) goes to the reverse-mode reference
-:func:`pinn.derivatives_nd.nd_derivatives`.
+:func:`pinn.derivatives.compute_derivatives` (the path every problem in (x, t) has always
+taken, bit for bit); any other request goes to :func:`pinn.taylor.taylor_partials` (values,
+first and pure second partials on any number of columns) when the run uses the Taylor engine,
+and to the reverse-mode reference :func:`pinn.derivatives_nd.nd_derivatives` otherwise (and for
+mixed or higher partials, which the Taylor engine declines).
 """
 from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, Optional
 
 import torch
+from torch import nn
 
 from pinn.coords import Derivative
 from pinn.derivatives import compute_derivatives
 from pinn.derivatives_nd import nd_derivatives
+from pinn.taylor import taylor_partials, taylor_unsupported, unsupported_reason
 
 
 # The 1-D names of the derivatives on two input columns (pinn.derivatives), by multi-index.
@@ -36,15 +40,14 @@ def legacy_request(wanted: Iterable[Derivative]) -> Optional[frozenset]:
     return None if None in keys else frozenset(keys | {"U"})
 
 
-def request_reason(wanted: Iterable[Derivative]) -> Optional[str]:
-    """Why the Taylor engine cannot compute ``wanted``, or None."""
+def taylor_reason(model: nn.Module, wanted: Iterable[Derivative]) -> Optional[str]:
+    """Why the Taylor engine cannot compute ``wanted`` for ``model`` (in its current mode), or
+    None: the (x, t) engine's reasons for a request with 1-D names, the general engine's
+    (mixed or higher partials, networks it does not know) otherwise."""
     wanted = list(wanted)
     if legacy_request(wanted) is not None:
-        return None
-    dims = {len(d.alpha) for d in wanted}
-    if dims != {2}:
-        return f"inputs of {max(dims)} columns (the engine takes two so far)"
-    return "mixed or third- and higher-order partials (the engine computes up to pure seconds)"
+        return unsupported_reason(model)
+    return taylor_unsupported(model, wanted)
 
 
 def point_fields(model: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor,
@@ -55,7 +58,7 @@ def point_fields(model: Callable[[torch.Tensor], torch.Tensor], points: torch.Te
 
     Args:
         engine: ``autograd`` or ``taylor``; ``taylor`` for a request it cannot compute
-            (:func:`request_reason`) raises (the caller chooses the engine and says why).
+            (:func:`taylor_reason`) raises (the caller chooses the engine and says why).
         create_graph: keep the graph for a loss differentiated in the parameters.
     """
     wanted = list(dict.fromkeys(wanted))
@@ -65,9 +68,15 @@ def point_fields(model: Callable[[torch.Tensor], torch.Tensor], points: torch.Te
                                 create_graph=create_graph, engine=engine, compile=compile)
         return {w: d[legacy_key(w)][:, w.output : w.output + 1] for w in wanted}
     if engine == "taylor":
-        raise ValueError(f"taylor derivatives: {request_reason(wanted)}")
-    fields = nd_derivatives(model, points, wanted, create_graph=create_graph)
+        reason = taylor_unsupported(model, wanted)
+        if reason is not None:
+            raise ValueError(f"taylor derivatives: {reason}")
+        fields = taylor_partials(model, points, wanted, compile=compile)
+        if not create_graph:
+            fields = {w: v.detach() for w, v in fields.items()}
+    else:
+        fields = nd_derivatives(model, points, wanted, create_graph=create_graph)
     return {w: v[:, None] for w, v in fields.items()}
 
 
-__all__ = ["point_fields", "legacy_key", "legacy_request", "request_reason", "LEGACY_KEYS"]
+__all__ = ["point_fields", "legacy_key", "legacy_request", "taylor_reason", "LEGACY_KEYS"]

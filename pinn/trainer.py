@@ -22,7 +22,7 @@ from pinn.data import Observations
 from pinn.config import choice
 from pinn.device import device_info
 from pinn.divergence import custom_scalar_layout, field_names, measure_divergence
-from pinn.fields import request_reason
+from pinn.fields import taylor_reason
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid
 from pinn.figures import grid_figures, headline
 from pinn.logs import RunLogger
@@ -33,7 +33,7 @@ from pinn.optim.stages import build_quasi_newton, load_quasi_newton
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
 from pinn.sampling import Batch, Sampler
-from pinn.taylor import compile_events, compile_seconds, compile_status, unsupported_reason
+from pinn.taylor import compile_events, compile_seconds, compile_status
 
 
 def make_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -183,7 +183,7 @@ class Trainer:
         requested = choice(self.cfg.derivatives.engine)
         reason = None
         if requested != "autograd":
-            reason = request_reason(self.pde.wanted) or unsupported_reason(self.model)
+            reason = taylor_reason(self.model, self.pde.wanted)
         engine = "autograd" if requested == "autograd" or reason else "taylor"
         if engine != self.engine:
             self.engine = engine

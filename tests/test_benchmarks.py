@@ -1,8 +1,11 @@
-"""The benchmark scripts a user runs by hand: their refusals are one line."""
+"""The benchmark scripts a user runs by hand: their refusals are one line; the 2-D Taylor step
+runs small."""
+import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import REPO, reference_dir, run_cli
 
@@ -56,3 +59,25 @@ def test_the_burgers_check_with_the_published_file(burgers_run):
     theirs = float(second.rsplit(" ", 1)[1])
     assert first.startswith("relative L2 vs burgers_shock.mat (256 x 100 grid)")
     assert ours == pytest.approx(theirs, rel=0.2)  # two grids, one function
+
+
+def test_the_two_dimensional_taylor_step_runs_and_agrees_with_autograd(tmp_path, capsys):
+    """benchmarks/taylor_nd.py in a few small eager steps: a row per engine, the same parameter
+    gradient from both."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("taylor_nd",
+                                                  REPO / "benchmarks" / "taylor_nd.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "nd.json"
+    threads = str(torch.get_num_threads())  # the script sets them for the process
+    assert script.main(["--n", "64", "--reps", "2", "--warmup", "1", "--dtypes", "float64",
+                        "--engines", "autograd,taylor", "--threads", threads,
+                        "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["float64"]
+    assert set(result) == {"autograd", "taylor"}
+    assert result["taylor"]["grad_rel_diff"] <= 1e-12
+    assert all(r["median_ms"] > 0 for r in result.values())
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith("autograd") and lines[-1].startswith("taylor")

@@ -200,8 +200,18 @@ def test_parameter_gradients_flow_through_the_derivatives():
     assert abs(g[0, 1].item() - fd) <= 1e-6 * max(abs(fd), 1.0)
 
 
-def test_the_taylor_engine_declines_networks_with_other_than_two_inputs():
+def test_values_alone_keep_their_graph_for_training():
+    """A request of values only (a data term) is still differentiable in the parameters."""
+    net = network(2)
+    (u,) = nd_derivatives(net, points(8, 2), [Derivative(0, (0, 0))]).values()
+    assert u.requires_grad
+    (v,) = nd_derivatives(net, points(8, 2), [Derivative(0, (0, 0))],
+                          create_graph=False).values()
+    assert not v.requires_grad
+
+
+def test_the_x_t_taylor_entry_point_declines_networks_with_other_than_two_inputs():
     from pinn.taylor import unsupported_reason
 
     assert unsupported_reason(network(2)) is None
-    assert "3 input columns" in unsupported_reason(network(3))
+    assert "3 input columns" in unsupported_reason(network(3))  # taylor_partials takes those

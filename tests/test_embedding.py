@@ -54,6 +54,43 @@ def test_embedding_rows_are_the_derivatives_of_its_features_by_finite_difference
     torch.testing.assert_close(rows[:, 0], emb(z).t(), atol=0, rtol=0)
 
 
+def test_embedding_of_more_columns_is_periodic_along_each_periodic_axis():
+    """Three columns, periodic along the first and the last: the features repeat over the
+    normalized period (2) along those axes and not along the other; each periodic column is
+    left out of the features, and its rows equal the finite differences of the features."""
+    emb = Embedding(periodic_harmonics=2, fourier_features=4, fourier_sigma=2.0,
+                    generator=torch.Generator().manual_seed(5), n_in=3, periodic_axes=(0, 2))
+    assert emb.passthrough == (1,) and emb.freqs.shape == (2 * 2 + 4, 3)
+    z = torch.rand(9, 3, generator=torch.Generator().manual_seed(1), dtype=F64) * 2 - 1
+    for j, periodic in ((0, True), (1, False), (2, True)):
+        shifted = z.clone()
+        shifted[:, j] += 2
+        assert torch.allclose(emb(shifted), emb(z), atol=1e-12) == periodic, j
+    scale = torch.tensor([0.7, 1.3, 0.4], dtype=F64)
+    rows = emb.taylor_rows(z, scale, (0, 1, 2), (2,))  # (F, 1 + 3 + 1, N)
+    h = 1e-4
+    for c, v in enumerate((0, 1, 2)):
+        dz = torch.zeros(3, dtype=F64)
+        dz[v] = h * scale[v]
+        f_plus, f_minus = emb(z + dz).t(), emb(z - dz).t()
+        torch.testing.assert_close(rows[:, 1 + c], (f_plus - f_minus) / (2 * h), atol=1e-7,
+                                   rtol=1e-7)
+    torch.testing.assert_close(rows[:, 4], (f_plus - 2 * emb(z).t() + f_minus) / h ** 2,
+                               atol=2e-5, rtol=1e-5)
+
+
+def test_embedding_on_x_t_is_the_one_built_before_more_columns():
+    """The defaults (two columns, periodic in x) draw the same features as ever: checkpoints
+    of earlier runs load into the same network."""
+    emb = Embedding(periodic_harmonics=2, fourier_features=3, fourier_sigma=1.5,
+                    generator=torch.Generator().manual_seed(5))
+    B = torch.randn(3, 2, generator=torch.Generator().manual_seed(5), dtype=F64) * 1.5
+    B[:, 0] = torch.round(B[:, 0] / math.pi) * math.pi
+    expected = torch.cat([torch.tensor([[math.pi, 0.0], [2 * math.pi, 0.0]], dtype=F64), B])
+    assert torch.equal(emb.freqs, expected) and emb.passthrough == (1,)
+    assert Embedding(fourier_features=3).passthrough == (0, 1)
+
+
 @pytest.mark.parametrize("problem", [
     ["pde=wave"],  # second order in time: u0 + t v0 + tau^2 N
     ["pde=advection", "model.periodic=true", "model.harmonics=3"],

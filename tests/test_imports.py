@@ -5,11 +5,6 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-# The derivative vocabulary moves into the coordinates module with N-D problems; until then
-# pinn.derivatives hands the taylor engine its calls and pinn.taylor reads its key list.
-KNOWN = [{"pinn.derivatives", "pinn.taylor"}]
-
-
 def import_graph(root: Path) -> dict:
     """Module -> the package modules it imports (absolute imports; a ``from pkg import name``
     of a submodule counts as importing that submodule)."""
@@ -68,5 +63,4 @@ def test_circles_are_found():
 
 
 def test_no_import_circles():
-    found = circles(import_graph(REPO))
-    assert [c for c in found if c not in KNOWN] == []
+    assert circles(import_graph(REPO)) == []

@@ -232,7 +232,8 @@ def test_a_two_dimensional_problem_trains_and_evaluates_from_the_command_line(tm
     ("+pde.conditions.front=0", "pde.conditions.front: no such face"),
     ("loss.causal=true", "loss.causal=true weights the residual in time; poisson2d is in (x, y)"),
     ("+loss.weights.res_momentum=1", "loss.weights.res_momentum: not a term of poisson2d"),
-    ("model.fourier_features=8", "model.fourier_features=8 is for problems in (x, t) so far"),
+    ("model.hard_initial=true", "model.hard_initial=True is for problems in (x, t) so far"),
+    ("model.periodic=true", "model.periodic=true embeds the periodic axes; poisson2d has none"),
 ])
 def test_bad_run_options_for_a_problem_stop_in_one_line(tmp_path, override, message):
     from omegaconf import OmegaConf
@@ -315,3 +316,41 @@ def test_a_reference_file_that_does_not_match_the_problem_is_refused(tmp_path):
         build_pde({**BASE, "reference_file": str(f), "reference_outputs": ["w"]})
     with pytest.raises(ValueError, match=r"pde.reference_file=.*missing.txt: no such file"):
         build_pde({**BASE, "reference_file": str(tmp_path / "missing.txt")})
+
+
+@pytest.mark.parametrize("name", ["poisson3d", "heat2d", "kovasznay"])
+def test_the_taylor_engine_gives_the_loss_of_autograd(name):
+    from pinn.fields import taylor_reason
+    from pinn.nn import build_model
+
+    cfg = compose_cfg([f"pde={name}", "model.depth=2", "model.width=12", "precision=float64",
+                       "model.fourier_features=4"])
+    pde = build_pde(cfg.pde)
+    model = build_model(cfg, pde)
+    assert taylor_reason(model, pde.wanted) is None
+    b = batch_of(pde, n=64)
+    ref = loss_terms(model, pde, b, engine="autograd")
+    got = loss_terms(model, pde, b, engine="taylor")
+    assert ref.keys() == got.keys()
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-12, atol=1e-15)
+    params = list(model.parameters())
+    g_ref = torch.autograd.grad(sum(ref.values()), params)
+    g_got = torch.autograd.grad(sum(got.values()), params)
+    for a, c in zip(g_got, g_ref):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-13)
+
+
+def test_mixed_partials_go_to_autograd_with_the_reason_recorded(tmp_path):
+    from pinn.paths import RunPaths
+    from pinn.train import build_trainer
+
+    cfg = compose_cfg(["pde=poisson2d", "pde.residual=\"u_xy + lap(u)\"", "model.depth=1",
+                       "model.width=4", "sampler.n_interior=16", "sampler.n_boundary=16",
+                       "trainer.steps=1", "trainer.qn_steps=0", "log.figures=false",
+                       "pde.eval_points.x=5", "pde.eval_points.y=5"])
+    trainer = build_trainer(cfg, RunPaths(tmp_path), device=torch.device("cpu"))
+    trainer.fit()
+    events = [e["event"] for e in trainer.events]
+    assert any(e.startswith("derivatives engine: autograd (taylor: ") and "mixed" in e
+               for e in events), events

@@ -9,6 +9,7 @@ from torch import nn
 
 import pinn.taylor as taylor
 from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
+from pinn.taylor import allocator
 from pinn.nn import MLP
 from pinn.nn.norm import bn_layers, running_statistics_fixed, set_bn_mode, shared_batch_statistics
 from pinn.taylor import (channels_for, compile_events, compile_status, reset_compiled,
@@ -35,6 +36,11 @@ def make(activation="tanh", norm="none", n_out=2, depth=3, width=12, dtype=F64, 
     torch.manual_seed(seed)
     model = MLP(n_out=n_out, depth=depth, width=width, activation=activation, norm=norm,
                 lower=(-1.0, 0.0), upper=(1.0, 2.0)).to(dtype)
+    return randomize(model)
+
+
+def randomize(model):
+    """Random biases, BN affine parameters and running statistics (from torch's seed)."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Linear):
@@ -341,14 +347,14 @@ def test_inductor_compiled_agrees():
 # -- the allocator --------------------------------------------------------------------------
 
 def test_allocator_tuned_once(monkeypatch):
-    monkeypatch.setattr(taylor, "_allocator_status", None)
+    monkeypatch.setattr(allocator, "_allocator_status", None)
     status = taylor.tune_allocator()
     assert status and "\n" not in status
     assert taylor.tune_allocator() == status == taylor.allocator_status()
 
 
 def test_allocator_left_alone_when_disabled(monkeypatch):
-    monkeypatch.setattr(taylor, "_allocator_status", None)
-    monkeypatch.setattr(taylor, "ALLOCATOR_TUNING", False)
+    monkeypatch.setattr(allocator, "_allocator_status", None)
+    monkeypatch.setattr(allocator, "ALLOCATOR_TUNING", False)
     taylor_derivatives(make(), *points(8))
     assert taylor.allocator_status().startswith("unchanged")

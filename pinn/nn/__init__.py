@@ -21,18 +21,22 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
     ``cfg.seed`` (the random Fourier features by a generator of their own, seeded from it)."""
     m = cfg.model
     if pde.axes.names != ("x", "t"):
-        for key, on in (("model.periodic", m.periodic), ("model.fourier_features", m.fourier_features),
-                        ("model.hard_initial", m.hard_initial),
+        for key, on in (("model.hard_initial", m.hard_initial),
                         ("model.hard_boundary", m.hard_boundary)):
             if on:
                 raise ValueError(f"{key}={on} is for problems in (x, t) so far; {pde.name} is in "
                                  f"({', '.join(pde.axes.names)}): leave it off")
+    periodic_axes = [pde.axes.index(a) for a in pde.domain.periodic]
+    if m.periodic and not periodic_axes and pde.axes.names != ("x", "t"):
+        raise ValueError(f"model.periodic=true embeds the periodic axes; {pde.name} has none: "
+                         "declare them in pde.periodic")
     embedding = None
     if m.periodic or m.fourier_features:
         g = torch.Generator().manual_seed(int(cfg.seed) + FOURIER_SEED_OFFSET)
         embedding = Embedding(periodic_harmonics=int(m.harmonics) if m.periodic else 0,
                               fourier_features=int(m.fourier_features),
-                              fourier_sigma=float(m.fourier_sigma), generator=g)
+                              fourier_sigma=float(m.fourier_sigma), generator=g,
+                              n_in=pde.axes.dim, periodic_axes=periodic_axes or (0,))
     transform = None
     if m.hard_initial or m.hard_boundary:
         transform = HardInitial(

@@ -22,6 +22,10 @@ autograd, :mod:`pinn.taylor` pushes their closed-form derivatives forward.
     drawn from N(0, sigma^2) with the run's seed. With the periodic embedding their
     x-frequencies are rounded to whole multiples of pi, so that every feature keeps the period.
 
+  On points with more columns (``n_in``, one per axis) the same features are built from all
+  of them: A is (F, n_in), the Fourier rows draw a frequency per column, and each periodic
+  axis (``periodic_axes``) gets its own harmonics and leaves its own column out.
+
 - :class:`HardInitial` imposes the initial condition exactly (Lagaris, Likas & Fotiadis,
   "Artificial neural networks for solving ordinary and partial differential equations", IEEE
   TNN 9, 1998; Lu et al., "Physics-informed neural networks with hard constraints for inverse
@@ -45,7 +49,7 @@ autograd, :mod:`pinn.taylor` pushes their closed-form derivatives forward.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -55,50 +59,65 @@ class Embedding(nn.Module):
     """Fixed sinusoidal features of the normalized inputs; see the module docstring.
 
     Args:
-        periodic_harmonics: K > 0 makes the features exactly periodic in x (harmonics 1..K of
-            the domain's period); 0 keeps x^ as a feature.
+        periodic_harmonics: K > 0 makes the features exactly periodic along the columns
+            ``periodic_axes`` (harmonics 1..K of the domain's period along each); 0 keeps every
+            normalized input as a feature.
         fourier_features: M random Fourier features (0: none).
         fourier_sigma: standard deviation of their frequencies (in units of the normalized
             inputs, which span [-1, 1]).
         generator: draws the random frequencies (seeded by the caller).
+        n_in: input columns (2 for (x, t); as many as the problem's axes).
+        periodic_axes: the columns the periodic harmonics make periodic (x, column 0, unless
+            told).
     """
 
     def __init__(self, periodic_harmonics: int = 0, fourier_features: int = 0,
-                 fourier_sigma: float = 1.0, generator: Optional[torch.Generator] = None):
+                 fourier_sigma: float = 1.0, generator: Optional[torch.Generator] = None,
+                 n_in: int = 2, periodic_axes: Sequence[int] = (0,)):
         super().__init__()
         if periodic_harmonics < 0 or fourier_features < 0:
             raise ValueError("periodic_harmonics and fourier_features must be >= 0")
-        rows = [[k * math.pi, 0.0] for k in range(1, periodic_harmonics + 1)]
-        A = torch.tensor(rows, dtype=torch.float64).reshape(-1, 2)
+        periodic_axes = sorted(set(int(j) for j in periodic_axes)) if periodic_harmonics else []
+        if any(not 0 <= j < n_in for j in periodic_axes):
+            raise ValueError(f"periodic_axes {periodic_axes} must be columns 0..{n_in - 1}")
+        rows = []
+        for j in periodic_axes:  # harmonics of axis j: k pi along j, 0 along the others
+            for k in range(1, periodic_harmonics + 1):
+                row = [0.0] * n_in
+                row[j] = k * math.pi
+                rows.append(row)
+        A = torch.tensor(rows, dtype=torch.float64).reshape(-1, n_in)
         if fourier_features:
-            B = torch.randn(fourier_features, 2, generator=generator,
+            B = torch.randn(fourier_features, n_in, generator=generator,
                             dtype=torch.float64) * float(fourier_sigma)
-            if periodic_harmonics:
-                B[:, 0] = torch.round(B[:, 0] / math.pi) * math.pi
+            for j in periodic_axes:
+                B[:, j] = torch.round(B[:, j] / math.pi) * math.pi
             A = torch.cat([A, B])
-        self.periodic = periodic_harmonics > 0
-        # (F, 2) frequencies; a buffer, so that checkpoints carry the drawn features exactly.
+        self.n_in = n_in
+        self.periodic = bool(periodic_axes)
+        # (F, n_in) frequencies; a buffer, so that checkpoints carry the drawn features exactly.
         self.register_buffer("freqs", A)
-        # Normalized inputs kept as features: t^ always, x^ unless periodic.
-        self.passthrough: Tuple[int, ...] = (1,) if self.periodic else (0, 1)
+        # Normalized inputs kept as features: every column but the periodic ones.
+        self.passthrough: Tuple[int, ...] = tuple(j for j in range(n_in)
+                                                  if j not in periodic_axes)
 
     @property
     def n_features(self) -> int:
         return len(self.passthrough) + 2 * self.freqs.shape[0]
 
-    def forward(self, z: Tensor) -> Tensor:  # (N, 2) -> (N, n_features)
+    def forward(self, z: Tensor) -> Tensor:  # (N, n_in) -> (N, n_features)
         phase = z @ self.freqs.to(z.dtype).t()  # (N, F)
         return torch.cat([z[:, list(self.passthrough)], torch.cos(phase), torch.sin(phase)], 1)
 
     def taylor_rows(self, z: Tensor, scale: Tensor, firsts: Tuple[int, ...],
                     seconds: Tuple[int, ...]) -> Tensor:
-        """The features and their input derivatives as rows (n_features, C, N).
+        """The features and their pure input derivatives as rows (n_features, C, N).
 
         Args:
-            z: (N, 2) normalized inputs.
-            scale: (2,) dz/d(x, t) of the normalization.
-            firsts, seconds: input columns (0: x, 1: t) of the first- and second-derivative
-                channels, in the engine's order.
+            z: (N, n_in) normalized inputs.
+            scale: (n_in,) dz/d(input) of the normalization, per column.
+            firsts, seconds: input columns of the first- and second-derivative channels, in
+                the engine's order.
 
         Returns:
             rows [value; d/dv for v in firsts; d2/dv2 for v in seconds], each (n_features, N).
@@ -111,8 +130,9 @@ class Embedding(nn.Module):
         channels = [value]
         for v in firsts:
             a = (A[:, v] * scale[v])[:, None]  # (F, 1): d phase / d v
-            through = torch.stack([scale[v].expand(n) if p == v else z.new_zeros(n)
-                                   for p in self.passthrough])
+            through = z.new_zeros(len(self.passthrough), n)  # (P, N): d z[p] / d v
+            if v in self.passthrough:
+                through[self.passthrough.index(v)] = scale[v]
             channels.append(torch.cat([through, -sin * a, cos * a]))
         for v in seconds:
             a2 = ((A[:, v] * scale[v]) ** 2)[:, None]
