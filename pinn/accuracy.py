@@ -311,7 +311,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     folders = run_suite(suite, out, args.override, jobs=args.jobs,
                         log=lambda s: print(s, flush=True))
     rows = [summarize(c, f) for c, f in zip(suite, folders)]
-    title = f"pinn accuracy ({'quick' if args.quick else 'full'} suite), {machine()}"
+    which = ("cases " + args.cases if args.cases else "quick suite" if args.quick
+             else "nd suite" if args.nd else "full suite")
+    title = f"pinn accuracy ({which}), {machine()}"
     if args.jobs > 1:
         title += (f"; {args.jobs} runs at a time, "
                   f"{max(1, (os.cpu_count() or 1) // args.jobs)} torch thread(s) each")

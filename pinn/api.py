@@ -26,8 +26,9 @@ def load_run(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu"
 
     Returns:
         (model, cfg): the network in predict (inference) mode on ``device``, called as
-        ``model(xt)`` on an (N, 2) tensor of columns (x, t) in the run's precision on that
-        device, and the run's config.
+        ``model(p)`` on an (N, d) tensor whose columns are the problem's axes ((x, t) for a
+        problem written the 1-D way) in the run's precision on that device, and the run's
+        config.
 
     Raises:
         DeviceError: ``device`` is not valid or not present.

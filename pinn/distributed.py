@@ -269,20 +269,24 @@ def shard_range(n: int, rank: int, world: int) -> Tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
-def shard_batch(batch, group: Group):
+def shard_batch(batch, group: Group, per_pair: Optional[Sequence[int]] = None):
     """This rank's slice of a global :class:`pinn.sampling.Batch` and the share of each loss
     term's set it holds ({"res", "ic", "bc": slice size / global size}). Boundary points are
-    sharded by pairs (the two faces' rows of one draw stay together)."""
+    sharded by pairs (the two faces' rows of one draw stay together); ``per_pair``: the misfit
+    values a pair of each space axis gives (:func:`pinn.losses.boundary_values_per_pair`), so
+    that the ``bc`` share counts values, not pairs, where the axes' faces hold different
+    conditions (None: every pair alike)."""
     r, w = group.rank, group.world
     n_int, n_ic = batch.interior.shape[0], batch.initial.shape[0]
     a, b = shard_range(n_int, r, w)
     c, d = shard_range(n_ic, r, w)
     faces, held, pairs_all = [], 0, 0
-    for f in batch.faces:
+    for i, f in enumerate(batch.faces):
         pairs = f.shape[0] // 2
         e, g = shard_range(pairs, r, w)
         faces.append(torch.cat([f[e:g], f[pairs + e:pairs + g]]))
-        held, pairs_all = held + (g - e), pairs_all + pairs
+        k = 1 if per_pair is None else per_pair[i]
+        held, pairs_all = held + k * (g - e), pairs_all + k * pairs
     local = type(batch)(batch.interior[a:b], batch.initial[c:d], tuple(faces))
     share = lambda lo, hi, n: (hi - lo) / n if n else 1.0  # noqa: E731
     return local, {"res": share(a, b, n_int), "ic": share(c, d, n_ic),

@@ -40,6 +40,20 @@ def _initial_misfit(model: nn.Module, pde: PDE, points: torch.Tensor, **engine) 
                      dim=1)
 
 
+def boundary_values_per_pair(pde: PDE) -> Tuple[int, ...]:
+    """How many misfit values :func:`_boundary_misfits` gives per pair of boundary points, by
+    space axis (2 n_out on a periodic axis; the conditioned outputs of its two faces otherwise):
+    a rank's share of the ``bc`` term is its share of these values (see
+    :func:`pinn.distributed.shard_batch`)."""
+    out = []
+    for i, axis in enumerate(pde.axes.space):
+        if axis in pde.domain.periodic:
+            out.append(2 * pde.n_out)
+        else:
+            out.append(sum(len(c.outputs) for c in pde.conditions if c.face.axis == i))
+    return tuple(out)
+
+
 def _boundary_misfits(model: nn.Module, pde: PDE, faces: Sequence[torch.Tensor],
                       **engine) -> List[torch.Tensor]:
     """The misfits of the face conditions, one flattened tensor per space axis.

@@ -26,8 +26,8 @@ from pinn.fields import taylor_reason
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid
 from pinn.figures import grid_figures, headline
 from pinn.logs import RunLogger
-from pinn.losses import (CausalWeighting, grad_norm_weights, loss_terms, residual_magnitude,
-                         weighted_total)
+from pinn.losses import (CausalWeighting, boundary_values_per_pair, grad_norm_weights,
+                         loss_terms, residual_magnitude, weighted_total)
 from pinn.nn.norm import bn_layers, calibrate_bn, running_statistics_fixed, set_bn_mode
 from pinn.optim.stages import build_quasi_newton, load_quasi_newton
 from pinn.paths import RunPaths
@@ -158,7 +158,8 @@ class Trainer:
         if self.group is None:
             self.batch, self.shares = batch, None
             return
-        self.batch, self.shares = distributed.shard_batch(batch, self.group)
+        self.batch, self.shares = distributed.shard_batch(batch, self.group,
+                                                          boundary_values_per_pair(self.pde))
         self.shares["data"] = self.data_share
 
     # -- batch normalization ------------------------------------------------------------

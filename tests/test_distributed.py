@@ -43,6 +43,14 @@ CASES = {
     # an inverse problem: a learned coefficient and 41 weighted observations, sharded too
     "data": ["pde=heat", "+pde.unknown.kappa={init: 0.3, transform: log}",
              "data.file={data}", "data.weight_column=w"],
+    # a steady system in 2-D: named equations, faces holding different conditions (u, v on
+    # every side, p on one: the bc share counts values), RAD redraws
+    "kovasznay": ["pde=kovasznay", "pde.eval_points.x=5", "pde.eval_points.y=5",
+                  "sampler.adaptive=rad", "sampler.rad_oversample=2"],
+    # in time in 2-D: the initial set, causal weighting, BN frozen at step 3
+    "heat2d": ["pde=heat2d", "pde.eval_points.x=5", "pde.eval_points.y=5",
+               "pde.eval_points.t=3", "loss.causal=true", "loss.causal_chunks=4",
+               "model.norm=batch", "bn.mode=detached", "bn.freeze_at=3"],
 }
 
 
