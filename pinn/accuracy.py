@@ -121,11 +121,18 @@ ND_BUDGETS = {"poisson2d": 3.0, "poisson3d": 5.0, "helmholtz2d": 5.0, "kovasznay
               "kuramoto_sivashinsky": 15.0}
 
 
+ND_RECIPES = {"poisson3d": "poisson3d_precise"}
+
+
 def nd_suite() -> List[Case]:
     """Problems in two and three space dimensions, systems and the higher-order problems in
-    (x, t): the precise recipe, 3 seeds, the budgets of :data:`ND_BUDGETS`."""
-    return [Case(f"{p}_precise", p, "precise", ["experiment=precise"], minutes=m)
-            for p, m in ND_BUDGETS.items()]
+    (x, t): their recipe (:data:`ND_RECIPES`, else experiment=precise), 3 seeds, the budgets of
+    :data:`ND_BUDGETS`."""
+    cases = []
+    for p, m in ND_BUDGETS.items():
+        preset = ND_RECIPES.get(p, "precise")
+        cases.append(Case(f"{p}_precise", p, preset, [f"experiment={preset}"], minutes=m))
+    return cases
 
 
 def quick_suite() -> List[Case]:

@@ -25,7 +25,8 @@ CASES = [
                      "wave (did you mean burgers?)"),
     (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
                             "burgers_bn, burgers_inverse, heat_inverse, heat_quick, nls_precise, "
-                            "precise, raissi_burgers, wave_precise (did you mean precise?)"),
+                            "poisson3d_precise, precise, raissi_burgers, wave_precise (did you "
+                            "mean precise?)"),
     (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
                             "ssbroyden (did you mean ssbroyden?)"),
     (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),
