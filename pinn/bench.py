@@ -34,6 +34,13 @@ Cases:
   plain loop with eval-mode BN (the calibrated statistics, as hand-written code would do it).
   Target: >= 2.5x. With one output and one second derivative both engines do about the same
   matrix-product work, so only fewer and larger kernels can win here.
+- ``d``: Kovasznay flow in 2-D, the network ``experiment=precise pde=kovasznay`` trains,
+  2 -> 4 x [20, tanh] -> 3 (u, v, p) in float64, N = 10,000 points in [-0.5, 1] x [-0.5, 1.5];
+  the steady Navier-Stokes residuals (momentum x, momentum y, continuity, Re = 20), each its
+  mean square, summed. Engines on (N, 2) points: ``plain`` differentiates each output once
+  and each velocity twice per axis (reverse over reverse); ``autograd`` is
+  :func:`pinn.derivatives_nd.nd_derivatives`, ``taylor`` :func:`pinn.taylor.taylor_partials`.
+  Target: >= 2x.
 
 ``--device cuda`` (or ``cuda:N``, ``auto``) runs everything on that device: every timed step
 ends with ``torch.cuda.synchronize``, the GEMM rates are the device's, and the peak memory is
@@ -48,9 +55,10 @@ blocks of width w, n_out outputs):
   backward pass costs two products per forward one (input and weight gradient), except the
   first block, which needs only its weight gradient: 3 C N (2 (L - 1) w^2 + 2 w n_out)
   + 2 (2 N 2 w).
-- plain: the forward pass (F), one first-order reverse pass per output (F each), two products
-  per layer for each second-order pass (2 F each), then ``backward()`` through all of these
-  recorded products at twice their cost: 3 F (1 + n_out + 2 n_out n_second).
+- plain: the forward pass (F), one first-order reverse pass per output differentiated (F
+  each), two products per layer for each second-order pass (2 F each, one per output and axis
+  of a second partial), then ``backward()`` through all of these recorded products at twice
+  their cost: 3 F (1 + n_first + 2 n_second).
 
 Both are cross-checked against the products that torch's profiler counts (``with_flops``).
 The GEMM rate is measured in the same process: a square 1024^3 product (the practical peak)
@@ -91,14 +99,17 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from pinn.cli import OneLineParser
+from pinn.coords import Derivative
 from pinn.derivatives import compute_derivatives
+from pinn.derivatives_nd import nd_derivatives
 from pinn.device import DeviceError, cpu_name, device_info, resolve_device, synchronize
 from pinn.nn import MLP
 from pinn.nn.norm import calibrate_bn, set_bn_mode
 from pinn.taylor import allocator as taylor_allocator
-from pinn.taylor import compile_events, compile_status, reset_compiled, taylor_derivatives
+from pinn.taylor import (compile_events, compile_status, reset_compiled, taylor_derivatives,
+                         taylor_partials)
 
-TARGETS = {"a": 2.5, "b": 1.8, "c": 2.5}
+TARGETS = {"a": 2.5, "b": 1.8, "c": 2.5, "d": 2.0}
 
 
 # -- cases --------------------------------------------------------------------------------
@@ -112,10 +123,11 @@ class Case:
     depth: int
     width: int
     n_out: int
-    needed: tuple
-    build: Callable[[], tuple]  # -> (model, x, t)
-    residual: Callable[[Dict[str, torch.Tensor]], torch.Tensor]
+    needed: tuple  # 1-D names (U, Ux, ...) or, for points of any dimension, Derivatives
+    build: Callable[[], tuple]  # -> (model, x, t), or (model, points) where nd
+    residual: Callable[[dict], torch.Tensor]
     plain_bn: Optional[str] = None  # BN mode of the plain loop's copy when it differs
+    nd: bool = False  # inputs are (N, d) points and the engines those of ENGINES_ND
 
 
 def _seed_case() -> tuple:
@@ -155,6 +167,35 @@ def _burgers_case() -> tuple:
     return model.train(), x, t
 
 
+def _kovasznay_case() -> tuple:
+    torch.manual_seed(0)
+    dt = torch.float64
+    model = MLP(n_out=3, depth=4, width=20, activation="tanh", lower=(-0.5, -0.5),
+                upper=(1.0, 1.5)).to(dt)
+    g = torch.Generator().manual_seed(1)
+    lower = torch.tensor([-0.5, -0.5], dtype=dt)
+    span = torch.tensor([1.5, 2.0], dtype=dt)
+    return model.train(), lower + span * torch.rand(10_000, 2, generator=g, dtype=dt)
+
+
+def _d(output: int, alpha: tuple) -> Derivative:
+    return Derivative(output, alpha)
+
+
+KOVASZNAY_WANTED = ([_d(k, (0, 0)) for k in range(3)]
+                    + [_d(k, a) for k in range(3) for a in ((1, 0), (0, 1))]
+                    + [_d(k, a) for k in range(2) for a in ((2, 0), (0, 2))])
+
+
+def _kovasznay_residual(f: dict) -> torch.Tensor:
+    """The steady Navier-Stokes residuals at Re = 20 (N, 3): momentum x, y, continuity."""
+    u, v = f[_d(0, (0, 0))], f[_d(1, (0, 0))]
+    lap = lambda k: f[_d(k, (2, 0))] + f[_d(k, (0, 2))]  # noqa: E731
+    mx = u * f[_d(0, (1, 0))] + v * f[_d(0, (0, 1))] + f[_d(2, (1, 0))] - lap(0) / 20.0
+    my = u * f[_d(1, (1, 0))] + v * f[_d(1, (0, 1))] + f[_d(2, (0, 1))] - lap(1) / 20.0
+    return torch.stack([mx, my, f[_d(0, (1, 0))] + f[_d(1, (0, 1))]], dim=1)
+
+
 NU = 0.01 / math.pi
 
 CASES = {
@@ -168,6 +209,9 @@ CASES = {
               "plain: eval-mode BN", torch.float64, 1000, 8, 80, 1, ("U", "Ux", "Ut", "Uxx"),
               _seed_detached_case, lambda d: d["Ut"] + d["U"] * d["Ux"] - NU * d["Uxx"],
               plain_bn="frozen"),
+    "d": Case("d", "Kovasznay (2-D, steady Navier-Stokes): 2->4x[20,tanh]->3, float64, "
+              "N=10000", torch.float64, 10_000, 4, 20, 3, tuple(KOVASZNAY_WANTED),
+              _kovasznay_case, _kovasznay_residual, nd=True),
 }
 
 
@@ -204,6 +248,48 @@ def plain_derivatives(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
     return out
 
 
+def plain_partials(model: torch.nn.Module, points: torch.Tensor,
+                   needed: tuple) -> Dict[Derivative, torch.Tensor]:
+    """Reverse-over-reverse autograd on (N, d) points, as PINN codes usually write it: one
+    reverse pass per output with a partial, one more per output and axis of a pure second
+    partial.
+
+    Returns:
+        each Derivative of ``needed`` (values, first and pure second partials) as an (N,)
+        tensor, differentiable with respect to the parameters.
+    """
+    p = points.detach().requires_grad_(True)
+    u = model(p)  # (N, n_out)
+    out: Dict[Derivative, torch.Tensor] = {}
+    for k in sorted({d.output for d in needed}):
+        mine = [d for d in needed if d.output == k]
+        g = None
+        for d in mine:
+            order = sum(d.alpha)
+            if order == 0:
+                out[d] = u[:, k]
+                continue
+            if g is None:
+                g = torch.autograd.grad(u[:, k].sum(), p, create_graph=True)[0]  # (N, d)
+            axis = max(range(len(d.alpha)), key=lambda i: d.alpha[i])
+            if order == 1:
+                out[d] = g[:, axis]
+            elif order == 2 and d.alpha[axis] == 2:
+                out[d] = torch.autograd.grad(g[:, axis].sum(), p, create_graph=True)[0][:, axis]
+            else:
+                raise ValueError(f"the plain loop computes values, first and pure second "
+                                 f"partials, not {d}")
+    return out
+
+
+ENGINES_ND: Dict[str, Callable] = {
+    "plain": plain_partials,
+    "autograd": lambda m, p, needed: nd_derivatives(m, p, needed),
+    "taylor": lambda m, p, needed: taylor_partials(m, p, needed),
+    "taylor+compile": lambda m, p, needed: taylor_partials(m, p, needed, compile=True),
+}
+
+
 ENGINES: Dict[str, Callable] = {
     "plain": plain_derivatives,
     "autograd": lambda m, x, t, needed: compute_derivatives(m, x, t, needed, create_graph=True),
@@ -212,19 +298,22 @@ ENGINES: Dict[str, Callable] = {
 }
 
 
-def make_step(case: Case, engine: str, model: torch.nn.Module, x: torch.Tensor,
-              t: torch.Tensor) -> Callable[[], float]:
-    """One training step of ``engine`` on its own copy of the model; returns the loss."""
+def make_step(case: Case, engine: str, model: torch.nn.Module,
+              *inputs: torch.Tensor) -> Callable[[], float]:
+    """One training step of ``engine`` on its own copy of the model; returns the loss.
+    ``inputs``: x and t, or the (N, d) points of an ``nd`` case."""
     model = copy.deepcopy(model)
     if engine == "plain" and case.plain_bn is not None:
         set_bn_mode(model, case.plain_bn)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    derivatives = ENGINES[engine]
+    derivatives = (ENGINES_ND if case.nd else ENGINES)[engine]
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
-        d = derivatives(model, x, t, case.needed)
-        loss = case.residual(d).square().mean()
+        d = derivatives(model, *inputs, case.needed)
+        r = case.residual(d)  # (N, n_eq)
+        # one mean square per equation, summed (a single equation: the mean square)
+        loss = r.square().mean(dim=0).sum() if case.nd else r.square().mean()
         loss.backward()
         opt.step()
         return loss.detach()
@@ -234,10 +323,29 @@ def make_step(case: Case, engine: str, model: torch.nn.Module, x: torch.Tensor,
 
 # -- FLOPs, GEMM rate, memory -------------------------------------------------------------
 
+def _as_alphas(needed: tuple) -> List[tuple]:
+    """(output or None, multi-index) of each request: 1-D names on all outputs (None)."""
+    names = {"U": (0, 0), "Ux": (1, 0), "Ut": (0, 1), "Uxx": (2, 0), "Utt": (0, 2)}
+    return [(None, names[k]) if isinstance(k, str) else (k.output, k.alpha) for k in needed]
+
+
 def n_channels(needed: tuple) -> tuple:
-    n2 = sum(k in needed for k in ("Uxx", "Utt"))
-    n1 = sum(any(k in needed for k in (f"U{v}", f"U{v}{v}")) for v in "xt")
+    """(n1, n2): the Taylor engine's first-derivative channels (axes differentiated along) and
+    second-derivative channels (axes of a pure second partial)."""
+    alphas = [a for _, a in _as_alphas(needed)]
+    n1 = len({i for a in alphas for i, k in enumerate(a) if k})
+    n2 = len({i for a in alphas for i, k in enumerate(a) if k == 2})
     return n1, n2
+
+
+def _plain_passes(case: Case) -> tuple:
+    """(n_first, n_second): the plain loop's first-order reverse passes (one per output
+    differentiated) and second-order ones (one per output and axis of a second partial)."""
+    req = _as_alphas(case.needed)
+    outputs = lambda o: range(case.n_out) if o is None else (o,)  # noqa: E731
+    first = {k for o, a in req if sum(a) for k in outputs(o)}
+    second = {(k, a) for o, a in req if sum(a) == 2 for k in outputs(o)}
+    return len(first), len(second)
 
 
 def flops_taylor(case: Case) -> float:
@@ -249,8 +357,8 @@ def flops_taylor(case: Case) -> float:
 def flops_plain(case: Case) -> float:
     N, w, L = case.n_points, case.width, case.depth
     F = 2 * N * (2 * w + (L - 1) * w * w + w * case.n_out)
-    n_second = sum(k in case.needed for k in ("Uxx", "Utt"))
-    return 3 * F * (1 + case.n_out + 2 * case.n_out * n_second)
+    n_first, n_second = _plain_passes(case)
+    return 3 * F * (1 + n_first + 2 * n_second)
 
 
 def gemm_rate(dtype: torch.dtype, m: int, k: int, n: int, reps: int = 20,
@@ -389,9 +497,9 @@ def machine_info(device: torch.device = torch.device("cpu")) -> dict:
 
 def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bool,
              memory: bool = True, device: torch.device = torch.device("cpu")) -> dict:
-    model, x, t = case.build()  # built on the CPU (same initial network on every device)
-    model, x, t = model.to(device), x.to(device), t.to(device)
-    steps = {e: make_step(case, e, model, x, t) for e in engines}
+    model, *inputs = case.build()  # built on the CPU (same initial network on every device)
+    model, inputs = model.to(device), [v.to(device) for v in inputs]
+    steps = {e: make_step(case, e, model, *inputs) for e in engines}
     result: dict = {"case": case.key, "title": case.title, "engines": {}}
 
     warm = {}
@@ -452,7 +560,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--reps", type=int, default=30, help="timed steps per engine (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per engine first")
     p.add_argument("--cases", default="a,b", help="comma-separated: a (seed), b (Burgers), "
-                   "c (seed net, one output, detached BN)")
+                   "c (seed net, one output, detached BN), d (Kovasznay, 2-D)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--engines", default="plain,taylor,taylor+compile",
                    help="comma-separated among " + ", ".join(ENGINES))

@@ -114,11 +114,11 @@ class ModelConfig:
         fourier_sigma: standard deviation of their frequencies, on inputs scaled to [-1, 1]
         hard_initial: impose the initial condition exactly, u = u0(x) + tau N (u0 + t v0 +
             tau^2 N in second order), tau the scaled time (Lagaris et al. 1998); the initial
-            term is left out of the loss
-        hard_boundary: impose u = 0 at both ends exactly, N multiplied by (x - x_min)(x_max - x)
-            / (L/2)^2 (Lagaris et al. 1998; Sukumar & Srivastava 2022): Dirichlet problems
-            with zero boundary values (and, with hard_initial, initial values 0 at the ends);
-            the boundary term is left out of the loss
+            term is left out of the loss; any axes with time
+        hard_boundary: impose u = 0 on the faces exactly, N multiplied by (x - x_min)(x_max -
+            x) / (L/2)^2 per non-periodic space axis (Lagaris et al. 1998; Sukumar &
+            Srivastava 2022): Dirichlet conditions u = 0 on every face and output (and, with
+            hard_initial, initial values 0 there); the boundary term is left out of the loss
     """
 
     depth: int = 4

@@ -1,7 +1,7 @@
 """Observation data: reading, checking, the data loss's points, and synthetic observations.
 
-A file of observations has one column per variable: ``x``, ``t`` and some or all of the
-problem's outputs (``data.columns`` maps other column names), optionally a noise column (the
+A file of observations has one column per variable: one per axis of the problem (``x``, ``t``;
+``x``, ``y``; ``x``, ``y``, ``z``, ``t``; ...) and some or all of the problem's outputs (``data.columns`` maps other column names), optionally a noise column (the
 standard deviation of each observation: weight 1/sigma^2) or a weight column; weights are
 normalized to mean 1, so ``loss.weights.data`` stays the one knob. Formats by extension:
 ``.npz`` (arrays by name), ``.csv`` (a header row of names, comma-separated numbers), ``.mat``
@@ -9,14 +9,16 @@ normalized to mean 1, so ``loss.weights.data`` stays the one knob. Formats by ex
 
 ``python -m pinn.data pde=burgers n=2000 noise=0.01 seed=0 out=burgers_2000.npz`` draws ``n``
 observations from the problem's reference solution (closed form or solver) at distinct nodes of
-its evaluation grid, with relative Gaussian noise as in Raissi et al. 2019 (noise times the
-standard deviation of the observed values), and writes them in the format its extension names.
+its evaluation grid (``nx=``, ``ny=``, ``nz=``, ``nt=``: nodes per axis; the problem's own
+evaluation grid by default), or at the nodes of its reference file where it has only that, with
+relative Gaussian noise as in Raissi et al. 2019 (noise times the standard deviation of the
+observed values), and writes them in the format its extension names.
 """
 from __future__ import annotations
 
 import csv
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -32,31 +34,43 @@ class DataError(ValueError):
 
 @dataclass
 class Observations:
-    """Observed values of some outputs at points (x, t).
+    """Observed values of some outputs at points of the problem's domain.
 
     Attributes:
-        x, t: (N, 1) points.
+        points: (N, d) points, columns in the problem's axes' order.
         values: (N, K) observed values of the outputs ``columns`` (indices into the problem's
             outputs), K >= 1.
         weights: (N, 1) per-point weights with mean 1, or None (all equal).
         names: the observed outputs' names.
         source: the file they came from.
+        axes: the axes' names (the columns of ``points``).
     """
 
-    x: torch.Tensor
-    t: torch.Tensor
+    points: torch.Tensor
     values: torch.Tensor
     columns: Tuple[int, ...]
     names: Tuple[str, ...]
     weights: Optional[torch.Tensor] = None
     source: str = ""
+    axes: Tuple[str, ...] = ("x", "t")
 
     def to(self, dtype: torch.dtype, device: torch.device) -> "Observations":
         cast = {"dtype": dtype, "device": device}
-        return Observations(self.x.to(**cast), self.t.to(**cast), self.values.to(**cast),
-                            self.columns, self.names,
-                            None if self.weights is None else self.weights.to(**cast),
-                            self.source)
+        return replace(self, points=self.points.to(**cast), values=self.values.to(**cast),
+                       weights=None if self.weights is None else self.weights.to(**cast))
+
+    def column(self, axis: str) -> torch.Tensor:
+        """The coordinate ``axis`` of every point, (N, 1)."""
+        i = self.axes.index(axis)
+        return self.points[:, i : i + 1]
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.column("x")
+
+    @property
+    def t(self) -> torch.Tensor:
+        return self.column("t")
 
     def misfit(self, predicted: torch.Tensor) -> torch.Tensor:
         """The data term: the (weighted) mean over points of the mean square misfit over the
@@ -167,12 +181,13 @@ def load_observations(data_cfg, pde) -> Optional[Observations]:
         return None
     path = Path(str(data_cfg.file))
     table = read_table(path)
+    axes = tuple(pde.axes.names)
     columns = {str(k): str(v) for k, v in (data_cfg.columns or {}).items()}
-    unknown = [k for k in columns if k not in ("x", "t", *pde.outputs)]
+    unknown = [k for k in columns if k not in (*axes, *pde.outputs)]
     if unknown:
-        raise DataError(f"data.columns.{unknown[0]}: not a variable of {pde.name}: one of x, t, "
-                        f"{', '.join(pde.outputs)}")
-    col = {name: columns.get(name, name) for name in ("x", "t", *pde.outputs)}
+        raise DataError(f"data.columns.{unknown[0]}: not a variable of {pde.name}: one of "
+                        f"{', '.join((*axes, *pde.outputs))}")
+    col = {name: columns.get(name, name) for name in (*axes, *pde.outputs)}
     present = ", ".join(table) or "none"
 
     def column(name: str) -> np.ndarray:
@@ -192,7 +207,7 @@ def load_observations(data_cfg, pde) -> Optional[Observations]:
         if not names:
             raise DataError(f"data.file={path}: no column for any output of {pde.name} "
                             f"({', '.join(col[o] for o in pde.outputs)}; columns: {present})")
-    used = {"x": column("x"), "t": column("t"), **{o: column(o) for o in names}}
+    used = {**{a: column(a) for a in axes}, **{o: column(o) for o in names}}
     extra = {}
     for key in ("noise_column", "weight_column"):
         name = data_cfg.get(key)
@@ -207,7 +222,7 @@ def load_observations(data_cfg, pde) -> Optional[Observations]:
     if len(set(lengths.values())) != 1:
         raise DataError(f"data.file={path}: columns of different lengths: "
                         + ", ".join(f"{col.get(k, k)} {n}" for k, n in lengths.items()))
-    n = lengths["x"]
+    n = lengths[axes[0]]
     if n == 0:
         raise DataError(f"data.file={path}: no observations (the columns are empty)")
     for k, v in {**used, **extra}.items():
@@ -216,7 +231,7 @@ def load_observations(data_cfg, pde) -> Optional[Observations]:
             name = col.get(k, data_cfg.get(k))
             raise DataError(f"data.file={path}: column {name} has {bad.size} non-finite value(s) "
                             f"(NaN or inf), the first in row {bad[0]}")
-    for k, lo, hi in (("x", pde.x_min, pde.x_max), ("t", pde.t_min, pde.t_max)):
+    for k, lo, hi in zip(axes, pde.domain.lower, pde.domain.upper):
         tol = 1e-12 * max(1.0, abs(lo), abs(hi))
         out = np.flatnonzero((used[k] < lo - tol) | (used[k] > hi + tol))
         if out.size:
@@ -236,54 +251,84 @@ def load_observations(data_cfg, pde) -> Optional[Observations]:
             raise DataError(f"data.weight_column={data_cfg.weight_column}: weights must be >= 0, "
                             "not all 0")
     w = None if weights is None else torch.as_tensor(weights / weights.mean())[:, None]
-    as_col = lambda v: torch.as_tensor(v, dtype=torch.float64)[:, None]  # noqa: E731
-    return Observations(as_col(used["x"]), as_col(used["t"]),
-                        torch.as_tensor(np.stack([used[o] for o in names], axis=1)),
-                        tuple(pde.outputs.index(o) for o in names), tuple(names), w, str(path))
+    points = torch.as_tensor(np.stack([used[a] for a in axes], axis=1), dtype=torch.float64)
+    return Observations(points, torch.as_tensor(np.stack([used[o] for o in names], axis=1)),
+                        tuple(pde.outputs.index(o) for o in names), tuple(names), w, str(path),
+                        axes)
 
 
 # -- synthetic observations ---------------------------------------------------------------
 def synthesize(pde, n: int, noise: float, seed: int, nx: Optional[int] = None,
-               nt: Optional[int] = None,
-               outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
-    """``n`` observations at distinct nodes of an nx x nt grid over the domain, drawn with
-    ``numpy.random.default_rng(seed)``, from the problem's reference, plus relative Gaussian
-    noise: value + noise * std(values of that output) * N(0, 1).
+               nt: Optional[int] = None, outputs: Optional[Sequence[str]] = None,
+               counts: Optional[Mapping[str, int]] = None) -> Dict[str, np.ndarray]:
+    """``n`` observations at distinct nodes, drawn with ``numpy.random.default_rng(seed)``,
+    from the problem's reference, plus relative Gaussian noise: value + noise * std(values of
+    that output) * N(0, 1).
+
+    The nodes: an evenly spaced grid over the domain, ``counts`` nodes per axis (a problem in
+    (x, t): ``nx`` by ``nt``); for a problem whose only reference is a file of values
+    (``pde.reference_file``), that file's nodes (where it gives every observed output).
 
     Returns:
-        columns ``x``, ``t`` and one per observed output.
+        one column per axis and one per observed output.
     """
+    from pinn.evaluation import make_eval_grid  # evaluation reads the network; data does not
+
     if pde.reference_kind == "none":
-        raise DataError(f"pde={pde.name} has no reference solution (exact or a solver) to draw "
-                        "observations from")
+        raise DataError(f"pde={pde.name} has no reference solution (exact, a solver or a file) "
+                        "to draw observations from")
     names = list(outputs) if outputs else list(pde.outputs)
     bad = [o for o in names if o not in pde.outputs]
     if bad:
         raise DataError(f"outputs: {bad[0]} is not an output of {pde.name}: one of "
                         f"{', '.join(pde.outputs)}")
-    x = np.linspace(pde.x_min, pde.x_max, int(nx))
-    t = np.linspace(pde.t_min, pde.t_max, int(nt))
-    if n > x.size * t.size:
-        raise DataError(f"n={n} is more than the {x.size * t.size} nodes of the {x.size} x "
-                        f"{t.size} grid (nx, nt)")
-    ref = pde.reference(x, t)  # (Nt, Nx, n_out)
+    axes = tuple(pde.axes.names)
+    if counts is None and nx is not None:
+        counts = {"x": int(nx), "t": int(nt)}
+    ref = pde.reference_data
+    if ref is not None and not pde.has_exact:
+        keep = [pde.outputs.index(o) for o in names]
+        have = [list(ref.outputs).index(pde.outputs[k]) if pde.outputs[k] in ref.outputs
+                else None for k in keep]
+        if None in have:
+            missing = names[have.index(None)]
+            raise DataError(f"outputs: the reference file of {pde.name} gives no values of "
+                            f"{missing} (it has {', '.join(ref.outputs)})")
+        values = ref.values[:, have]  # (M, K)
+        given = np.flatnonzero(~np.isnan(values).any(axis=1))
+        points, values, where = ref.points[given], values[given], f"the {given.size} nodes " \
+            f"of {ref.path.name} that give {', '.join(names)}"
+    else:
+        grid = make_eval_grid(pde, counts=counts or None) if counts else None
+        if grid is None:
+            raise DataError("give the nodes per axis (" + ", ".join(f"n{a}" for a in axes)
+                            + ")")
+        if grid.reference is None:
+            raise DataError(f"pde={pde.name} has no reference on a grid to draw observations "
+                            "from")
+        points = grid.points()
+        values = grid.reference.reshape(points.shape[0], -1)[:, [pde.outputs.index(o)
+                                                                   for o in names]]
+        where = f"the {points.shape[0]} nodes of the " + " x ".join(
+            str(len(c)) for c in grid.coords) + f" grid ({', '.join(f'n{a}' for a in axes)})"
+    if n > points.shape[0]:
+        raise DataError(f"n={n} is more than {where}")
     rng = np.random.default_rng(seed)
-    idx = rng.choice(x.size * t.size, size=n, replace=False)
-    it, ix = np.unravel_index(idx, (t.size, x.size))
-    out = {"x": x[ix], "t": t[it]}
-    for name in names:
-        clean = ref[it, ix, pde.outputs.index(name)]
+    idx = rng.choice(points.shape[0], size=n, replace=False)
+    out = {a: points[idx, i] for i, a in enumerate(axes)}
+    for j, name in enumerate(names):
+        clean = values[idx, j]
         out[name] = clean + noise * np.std(clean) * rng.standard_normal(n)
     return out
 
 
-DATA_KEYS = {"n": int, "noise": float, "seed": int, "out": str, "nx": int, "nt": int,
-             "outputs": str}
+DATA_KEYS = {"n": int, "noise": float, "seed": int, "out": str, "nx": int, "ny": int,
+             "nz": int, "nt": int, "outputs": str}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pinn.data pde=<problem> n=<count> noise=<level> seed=<s> out=<file>`` (and
-    nx=, nt=, outputs=u,v; any ``pde.*`` override)."""
+    nx=, ny=, nz=, nt=: grid nodes per axis; outputs=u,v; any ``pde.*`` override)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
@@ -326,16 +371,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             cfg = check_overrides("train", overrides)
         except CommandLineError as e:
             raise DataError(str(e)) from None
+        from pinn.evaluation import grid_counts
+
         pde = build_pde(cfg.pde)
         outputs = [o for o in str(opts.get("outputs", "")).split(",") if o]
+        axes = pde.axes.names
+        stray = [k for k in ("nx", "ny", "nz", "nt") if k in opts and k[1:] not in axes]
+        if stray:
+            raise DataError(f"{stray[0]}: {pde.name} has no axis {stray[0][1:]}; nodes per "
+                            f"axis: {', '.join(f'n{a}' for a in axes)}")
+        counts = {a: int(opts.get(f"n{a}", c)) for a, c in grid_counts(pde, cfg.pde).items()}
+        bad = [a for a, c in counts.items() if c < 2]
+        if bad:
+            raise DataError(f"n{bad[0]}={counts[bad[0]]} is not allowed: an integer >= 2")
         cols = synthesize(pde, int(opts["n"]), float(opts["noise"]), int(opts["seed"]),
-                          int(opts.get("nx", cfg.pde.eval_nx)),
-                          int(opts.get("nt", cfg.pde.eval_nt)), outputs)
+                          outputs=outputs, counts=counts)
         write_table(Path(str(opts["out"])), cols)
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{opts['n']} observations of {', '.join(k for k in cols if k not in ('x', 't'))} "
+    print(f"{opts['n']} observations of {', '.join(k for k in cols if k not in axes)} "
           f"({pde.name}, noise {float(opts['noise']):g}, seed {opts['seed']}) written to "
           f"{opts['out']}")
     return 0

@@ -299,7 +299,7 @@ def shard_observations(data, group: Group):
     n = len(data)
     a, b = shard_range(n, group.rank, group.world)
     w = None if data.weights is None else data.weights[a:b]
-    return replace(data, x=data.x[a:b], t=data.t[a:b], values=data.values[a:b], weights=w), \
+    return replace(data, points=data.points[a:b], values=data.values[a:b], weights=w), \
         (b - a) / n
 
 

@@ -45,6 +45,9 @@ def taylor_reason(model: nn.Module, wanted: Iterable[Derivative]) -> Optional[st
     None: the (x, t) engine's reasons for a request with 1-D names, the general engine's
     (mixed or higher partials, networks it does not know) otherwise."""
     wanted = list(wanted)
+    transform = getattr(model, "output_transform", None)
+    if transform is not None and not getattr(transform, "taylor", True):
+        return transform.reason
     if legacy_request(wanted) is not None:
         return unsupported_reason(model)
     return taylor_unsupported(model, wanted)
@@ -63,6 +66,9 @@ def point_fields(model: Callable[[torch.Tensor], torch.Tensor], points: torch.Te
     """
     wanted = list(dict.fromkeys(wanted))
     keys = legacy_request(wanted)
+    transform = getattr(model, "output_transform", None)
+    if engine == "taylor" and transform is not None and not getattr(transform, "taylor", True):
+        raise ValueError(f"taylor derivatives: {transform.reason}")
     if keys is not None:
         d = compute_derivatives(model, points[:, :1], points[:, 1:2], keys,
                                 create_graph=create_graph, engine=engine, compile=compile)

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from pinn.coords import Derivative
-from pinn.derivatives import compute_derivatives
 from pinn.fields import point_fields
 from pinn.nn.norm import shared_batch_statistics
 from pinn.pdes.problem import PDE
@@ -24,6 +23,12 @@ TERMS = ("res", "ic", "bc")
 def _columns(fields: Mapping[Derivative, torch.Tensor], wanted: Sequence[Derivative]):
     """The (N, 1) fields of ``wanted`` side by side: (N, len(wanted))."""
     return torch.cat([fields[w] for w in wanted], dim=1)
+
+
+def _values(model: nn.Module, pde: PDE, points: torch.Tensor, **engine) -> torch.Tensor:
+    """The network's outputs at ``points`` (N, d) by the run's engine: (N, n_out)."""
+    values = [Derivative(k, (0,) * pde.axes.dim) for k in range(pde.n_out)]
+    return _columns(point_fields(model, points, values, **engine), values)
 
 
 def _initial_misfit(model: nn.Module, pde: PDE, points: torch.Tensor, **engine) -> torch.Tensor:
@@ -244,8 +249,7 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
             if misfits:
                 terms["bc"] = torch.cat(misfits).square().mean()
         if data is not None:
-            u = compute_derivatives(model, data.x, data.t, ("U",), **eng)["U"]
-            terms["data"] = data.misfit(u)
+            terms["data"] = data.misfit(_values(model, pde, data.points, **eng))
     if shares is not None:  # a causal term is a contribution already (CausalWeighting.reduce)
         terms = {k: v if (k == "res" and causal is not None) else v * shares[share_key(k)]
                  for k, v in terms.items()}

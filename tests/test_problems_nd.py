@@ -232,7 +232,10 @@ def test_a_two_dimensional_problem_trains_and_evaluates_from_the_command_line(tm
     ("+pde.conditions.front=0", "pde.conditions.front: no such face"),
     ("loss.causal=true", "loss.causal=true weights the residual in time; poisson2d is in (x, y)"),
     ("+loss.weights.res_momentum=1", "loss.weights.res_momentum: not a term of poisson2d"),
-    ("model.hard_initial=true", "model.hard_initial=True is for problems in (x, t) so far"),
+    ("model.hard_initial=true", "model.hard_initial=true imposes the initial condition; "
+                                "pde=poisson2d is steady"),
+    ("model.hard_boundary=true", "model.hard_boundary=true imposes u = 0 on every face; face "
+                                 "top of pde=poisson2d has no Dirichlet condition on u"),
     ("model.periodic=true", "model.periodic=true embeds the periodic axes; poisson2d has none"),
 ])
 def test_bad_run_options_for_a_problem_stop_in_one_line(tmp_path, override, message):

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from pinn.config import choice
 from pinn.pdes.problem import PDE
 from pinn.nn.embedding import Embedding, HardInitial, check_hard_boundary, check_periodic_lift
+from pinn.nn.hard import HardConstraint, build_hard_constraint
 from pinn.nn.mlp import MLP
 from pinn.pdes.unknowns import LearnedParameters
 from pinn.nn.norm import BatchNorm, bn_layers, calibrate_bn, set_bn_mode, shared_batch_statistics
@@ -20,12 +21,6 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
     """The network of a run config for problem ``pde``, in the run's precision, seeded by
     ``cfg.seed`` (the random Fourier features by a generator of their own, seeded from it)."""
     m = cfg.model
-    if pde.axes.names != ("x", "t"):
-        for key, on in (("model.hard_initial", m.hard_initial),
-                        ("model.hard_boundary", m.hard_boundary)):
-            if on:
-                raise ValueError(f"{key}={on} is for problems in (x, t) so far; {pde.name} is in "
-                                 f"({', '.join(pde.axes.names)}): leave it off")
     periodic_axes = [pde.axes.index(a) for a in pde.domain.periodic]
     if m.periodic and not periodic_axes and pde.axes.names != ("x", "t"):
         raise ValueError(f"model.periodic=true embeds the periodic axes; {pde.name} has none: "
@@ -38,7 +33,9 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
                               fourier_sigma=float(m.fourier_sigma), generator=g,
                               n_in=pde.axes.dim, periodic_axes=periodic_axes or (0,))
     transform = None
-    if m.hard_initial or m.hard_boundary:
+    if (m.hard_initial or m.hard_boundary) and pde.axes.names != ("x", "t"):
+        transform = build_hard_constraint(pde, bool(m.hard_initial), bool(m.hard_boundary))
+    elif m.hard_initial or m.hard_boundary:
         transform = HardInitial(
             pde.initial if m.hard_initial else None,
             pde.initial_velocity if pde.initial_velocity_exprs else None, pde.t_min, pde.t_max,
@@ -67,5 +64,5 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
     return model.to(DTYPES[choice(cfg.precision)])
 
 
-__all__ = ["Embedding", "HardInitial", "MLP", "BatchNorm", "bn_layers", "build_model",
+__all__ = ["Embedding", "HardConstraint", "HardInitial", "MLP", "BatchNorm", "bn_layers", "build_model",
            "calibrate_bn", "set_bn_mode", "shared_batch_statistics", "DTYPES"]

@@ -22,10 +22,6 @@ def check_run_options(cfg: Mapping[str, Any], pde: PDE) -> None:
         if pde.equations:
             raise ValueError("loss.causal=true is not available with named equations "
                              "(pde.residual as a mapping) yet: write the residual as a list")
-    data = cfg.get("data") or {}
-    if data.get("file") and pde.axes.names != ("x", "t"):
-        raise ValueError(f"data.file: observations are read for problems in (x, t) so far; "
-                         f"{where}")
     named = {f"res_{e}" for e in pde.equations or []}
     for key in (loss.get("weights") or {}):
         if str(key).startswith("res_") and str(key) not in named:
