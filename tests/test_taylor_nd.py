@@ -274,10 +274,11 @@ def test_supported_requests_have_no_reason():
     assert taylor_unsupported(network(3, norm="batch"), pure(3, 3)) is None
 
 
-@pytest.mark.parametrize("alpha, words", [((1, 1, 0), ("mixed partial", "(1, 1, 0)")),
-                                          ((0, 0, 3), ("order 3", "up to order 2")),
-                                          ((2, 1, 0), ("order 3",))])
-def test_mixed_partials_and_higher_orders_are_declined(alpha, words):
+@pytest.mark.parametrize("alpha, words", [
+    ((2, 1, 0), ("mixed partial of order 3", "(2, 1, 0)", "pure ones up to order 4")),
+    ((1, 1, 1), ("mixed partial of order 3",)),
+    ((0, 0, 5), ("order 5", "up to order 4"))])
+def test_mixed_partials_above_order_2_and_orders_above_4_are_declined(alpha, words):
     model = network(3)
     wanted = [Derivative(0, (0, 0, 0)), Derivative(1, alpha)]
     reason = taylor_unsupported(model, wanted)
