@@ -14,12 +14,14 @@ from pinn.coords import Derivative
 from pinn.derivatives_nd import nd_derivatives
 from pinn.fields import point_fields
 from pinn.nn.embedding import Embedding, HardInitial
-from pinn.nn.norm import bn_layers, calibrate_bn, set_bn_mode
-from pinn.taylor import (compile_events, compile_status, reset_compiled, taylor_partials,
-                         taylor_unsupported)
+from pinn.nn.norm import set_bn_mode
+from pinn.taylor import compile_events, compile_status, taylor_partials, taylor_unsupported
 from pinn.taylor.jets import activation_derivatives, faa_di_bruno
 from pinn.taylor.structure import JetPlan, jet_plan
-from tests.test_taylor_nd import ACTIVATIONS, F64, both, draw, grad_rel, loss_of, network, rel
+from tests.test_taylor_nd import (ACTIVATIONS, F64, _fresh_compile_state, both, draw,  # noqa: F401
+                                   detached_equals_frozen, embedded, grad_rel, loss_of, network, rel,
+                                   same_running_statistics)
+from tests.test_taylor_nd import check as check_nd
 
 TOL = 1e-11  # relative, fields and parameter gradients (measured: about 1e-15)
 
@@ -52,19 +54,8 @@ def kdv(d=2):
 
 
 def check(pair, wanted, tol=TOL):
-    (fa, ga), (ft, gt) = pair
-    assert list(ft) == list(dict.fromkeys(wanted))
-    for w in wanted:
-        assert ft[w].shape == fa[w].shape == (fa[w].shape[0],)
-        assert rel(ft[w], fa[w]) <= tol, w
-    assert grad_rel(gt, ga) <= tol
-
-
-@pytest.fixture(autouse=True)
-def _fresh_compile_state():
-    reset_compiled()
-    yield
-    reset_compiled()
+    """Every field and the parameter gradient within ``tol`` of autograd's."""
+    check_nd(pair, wanted, tol)
 
 
 # -- the pieces ----------------------------------------------------------------------------
@@ -143,10 +134,7 @@ def test_detached_batch_norm_takes_the_statistics_as_model_does(d):
     reference = copy.deepcopy(model)
     wanted = higher(d, top=3)
     check(both(model, draw(d, 64), wanted, ref_model=reference), wanted)
-    for a, b in zip(bn_layers(model), bn_layers(reference)):
-        assert int(a.num_batches_tracked) == int(b.num_batches_tracked) == 1
-        assert rel(a.running_mean, b.running_mean) <= 1e-13
-        assert rel(a.running_var, b.running_var) <= 1e-13
+    same_running_statistics(model, reference)
 
 
 def test_detached_batch_norm_keeps_each_point_to_itself():
@@ -160,32 +148,14 @@ def test_detached_batch_norm_keeps_each_point_to_itself():
 
 
 def test_exact_calibration_then_frozen_equals_detached_on_the_same_points():
-    d = 3
-    detached = network(d, activation="sin", norm="batch", seed=4)
-    points = draw(d, 50)
-    calibrate_bn(detached, points)
-    frozen = copy.deepcopy(detached)
-    set_bn_mode(frozen, "frozen")
-    set_bn_mode(detached, "detached")
-    wanted = higher(d, n_out=1)
-    out = []
-    for m in (detached, frozen):
-        fields = taylor_partials(m, points, wanted)
-        out.append((fields, torch.autograd.grad(loss_of(fields, wanted), list(m.parameters()))))
-    (fd, gd), (ff, gf) = out
-    for w in wanted:
-        assert rel(fd[w], ff[w]) <= 1e-13, w
-    assert grad_rel(gd, gf) <= 1e-13
+    detached_equals_frozen(network(3, activation="sin", norm="batch", seed=4),
+                           higher(3, n_out=1))
 
 
 @pytest.mark.parametrize("d, periodic_axes, norm", [(1, (0,), "none"), (2, (0,), "batch"),
                                                    (3, (0, 1), "none"), (3, (2,), "batch")])
 def test_fourier_features_and_periodic_embeddings(d, periodic_axes, norm):
-    g = torch.Generator().manual_seed(7)
-    embedding = Embedding(periodic_harmonics=2, fourier_features=3, fourier_sigma=1.5,
-                          generator=g, n_in=d, periodic_axes=periodic_axes)
-    model = network(d, activation="tanh", norm=norm, embedding=embedding)
-    set_bn_mode(model, "frozen")
+    model = embedded(d, periodic_axes, norm, "tanh")
     wanted = higher(d)
     check(both(model, draw(d), wanted), wanted)
 
@@ -294,9 +264,9 @@ def test_an_embedding_without_jets_is_refused_for_them():
 # -- compilation ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
-def test_compiled_jets_trace_as_one_graph_per_block(monkeypatch, norm):
-    """fullgraph capture of the jets' pointwise maps with the 'eager' backend (tracing
-    checked, no code generation), forward and the reverse graph derived from it."""
+def test_compiled_jets_trace_as_one_graph_per_block_and_direction(monkeypatch, norm):
+    """fullgraph capture of the jets' forward and reverse maps with the 'eager' backend
+    (tracing checked, no code generation); the same results as eager."""
     real = torch.compile
     monkeypatch.setattr(torch, "compile", functools.partial(real, backend="eager"))
     model = network(3, activation="gelu", norm=norm, depth=2, width=8)
@@ -304,31 +274,32 @@ def test_compiled_jets_trace_as_one_graph_per_block(monkeypatch, norm):
     wanted = higher(3, n_out=1)
     check(both(model, draw(3), wanted, compile=True), wanted)
     events = compile_events()
-    assert len(events) == 2 and all(e["ok"] for e in events), events
-    assert "jets of orders 4+4+4 and 3 mixed" in events[0]["function"]
+    assert len(events) == 4 and all(e["ok"] for e in events), events
+    assert events[0]["function"] == ("gelu input block, jets of orders 4+4+4 and 3 mixed, "
+                                     "forward")
+    eager = taylor_partials(model, draw(3), wanted)
+    compiled = taylor_partials(model, draw(3), wanted, compile=True)
+    for w in wanted:
+        assert rel(compiled[w], eager[w]) <= 1e-14, w
 
 
-def test_compile_fallback_when_the_reverse_graph_fails(monkeypatch, caplog):
-    """A compiler whose functions run forward but fail in their reverse pass: caught on the
-    first call, not in loss.backward(); eager results and the reason recorded."""
-    class Broken(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.clone()
+@pytest.mark.parametrize("where", ["compile", "call"])
+def test_compile_fallback(monkeypatch, caplog, where):
+    """torch.compile raising, or compiled code failing at its first call: eager results and
+    the reason recorded."""
+    def broken(fn, **kwargs):
+        if where == "compile":
+            raise RuntimeError("no C++ compiler found")
+        return lambda *args: (_ for _ in ()).throw(RuntimeError("C++ compile error"))
 
-        @staticmethod
-        def backward(ctx, g):
-            raise RuntimeError("backward code generation failed")
-
-    def compile_(fn, **kw):
-        return lambda *args: Broken.apply(fn(*args))
-
-    monkeypatch.setattr(torch, "compile", compile_)
-    model = network(2, activation="tanh", depth=2, width=8)
+    monkeypatch.setattr(torch, "compile", broken)
+    model = network(2, activation="tanh", norm="batch", depth=2, width=8)
+    set_bn_mode(model, "frozen")
     wanted = kdv()
     check(both(model, draw(2), wanted, compile=True), wanted)
-    assert "eager fallback" in compile_status()
-    assert "backward code generation failed" in compile_status()
+    status = compile_status()
+    assert "eager fallback" in status
+    assert ("no C++ compiler found" if where == "compile" else "C++ compile error") in status
 
 
 @pytest.mark.slow
@@ -340,4 +311,5 @@ def test_inductor_compiled_jets_agree():
     if not all(e["ok"] for e in compile_events()):
         pytest.skip(f"torch.compile unavailable: {compile_status()}")
     check(pair, wanted)
-    assert len(compile_events()) == 2  # the input block's map and the hidden block's
+    # forward and backward of the input block's map and of the hidden block's
+    assert len(compile_events()) == 4

@@ -22,8 +22,8 @@ Entry points:
   or more is declined, with a reason from :func:`taylor_unsupported`. Values, first and pure
   second partials take the hand-written channels above; a request with a mixed or a higher
   partial takes the jets of :mod:`.jets` (each axis carries its derivatives up to the order
-  asked of it, Faa di Bruno's formula through each activation), whose parameter gradient
-  autograd takes through that forward pass.
+  asked of it, Faa di Bruno's formula through each activation, a channel per mixed pair),
+  with a reverse pass written out as well.
 - :func:`taylor_derivatives` (x, t and the keys U, Ux, Ut, Uxx, Utt): the same engine on
   (x, t), with the hard initial condition; :func:`unsupported_reason` says when it cannot.
 

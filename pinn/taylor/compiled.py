@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import types
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -57,13 +57,9 @@ class _Compiled:
     functions have no side effects, so the failed call is simply repeated.
     """
 
-    def __init__(self, name: str, fn: Callable, eager: Callable,
-                 differentiated: bool = False):
+    def __init__(self, name: str, fn: Callable, eager: Callable):
         self.name = name
         self.eager = eager  # same results as fn, written for eager execution
-        # autograd differentiates the result: the compiler's reverse graph is built (and can
-        # fail) on the first backward, so the first call of each signature runs one on copies
-        self.differentiated = differentiated
         self.compiled: Optional[Callable] = None
         self.seen: set = set()
         if _broken_compiler():
@@ -87,8 +83,6 @@ class _Compiled:
         if self.compiled is None:
             return self.eager(*args)
         sig = _signature(args)
-        if self.differentiated:  # a graph with or without its reverse pass
-            sig = (torch.is_grad_enabled(), sig)
         if sig in self.seen:
             return self.compiled(*args)
         if _broken_compiler():  # another function's compilation failed: do not retry
@@ -97,8 +91,6 @@ class _Compiled:
         before, t0 = _graph_count(), time.perf_counter()
         try:
             out = self.compiled(*args)
-            if self.differentiated:
-                _run_backward(self.compiled, args)
         except Exception as e:  # noqa: BLE001
             self._fail(e, time.perf_counter() - t0)
             return self.eager(*args)
@@ -111,21 +103,6 @@ class _Compiled:
                             "detail": shapes})
             log.info("taylor: compiled %s in %.1f s", self.name, seconds)
         return out
-
-
-def _run_backward(fn: Callable, args: tuple) -> None:
-    """One reverse pass of ``fn`` on detached copies of its tensor arguments (same
-    ``requires_grad``), so that the compiler builds the reverse graph now; nothing where no
-    argument needs a gradient or grad mode is off."""
-    if not torch.is_grad_enabled():
-        return
-    copies = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a
-              for a in args]
-    inputs = [a for a in copies if isinstance(a, Tensor) and a.requires_grad]
-    outs = [o for o in _flatten(fn(*copies)) if o.requires_grad]
-    if inputs and outs:
-        torch.autograd.grad(outs, inputs, [torch.ones_like(o) for o in outs],
-                            allow_unused=True)
 
 
 def _broken_compiler() -> bool:
@@ -143,7 +120,7 @@ def _flatten(v) -> List[Tensor]:
 
 
 _EVENTS: List[dict] = []
-_CACHE: Dict[tuple, Union[Callable, Tuple[Callable, Callable]]] = {}
+_CACHE: Dict[tuple, Tuple[Callable, Callable]] = {}
 
 
 def compile_events() -> List[dict]:
@@ -203,26 +180,4 @@ def bound_pair(key: tuple, name: str, bind: Callable[[bool], Tuple[Callable, Cal
             fwd, bwd = (_Compiled(f"{name}, forward", cfwd, fwd),
                         _Compiled(f"{name}, backward", cbwd, bwd))
         _CACHE[key] = (fwd, bwd)
-    return _CACHE[key]
-
-
-def bound_function(key: tuple, name: str, bind: Callable[[bool], Callable],
-                   compile: bool) -> Callable:
-    """The function for ``key``, built once per process, whose reverse pass autograd derives
-    (compiled: the compiler's reverse graph, built and checked on the first call of each
-    argument signature, so that a failure falls back to eager there and not in
-    ``backward()``).
-
-    Args:
-        key: everything the function depends on besides its tensor arguments.
-        name: what it computes, for the compile events.
-        bind: ``bind(eager)`` -> the function with the static arguments bound.
-        compile: run it through ``torch.compile`` (eager fallback) or eagerly.
-    """
-    key = (*key, compile)
-    if key not in _CACHE:
-        fn = bind(True)
-        if compile:
-            fn = _Compiled(name, bind(False), fn, differentiated=True)
-        _CACHE[key] = fn
     return _CACHE[key]

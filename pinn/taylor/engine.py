@@ -47,7 +47,7 @@ def taylor_partials(model: nn.Module, points: Tensor, wanted: Iterable[Derivativ
     :mod:`.chained` and :mod:`.layered`. A request with a mixed or a third or fourth partial
     goes through the jets of :mod:`.jets` instead, each axis carrying its derivatives up to the
     highest order asked of it, and a channel per mixed pair (KdV: u_t and u_x, u_xx, u_xxx;
-    u_xy: u_x, u_y, u_xy); autograd differentiates that pass for the parameter gradient.
+    u_xy: u_x, u_y, u_xy), block by block.
     BatchNorm statistics come from each layer's ``statistics``, as in ``model(points)``.
 
     Args:
@@ -57,13 +57,12 @@ def taylor_partials(model: nn.Module, points: Tensor, wanted: Iterable[Derivativ
         wanted: derivatives (:class:`pinn.coords.Derivative`): per output, the value (zero
             multi-index), pure partials up to order 4 and mixed second partials.
         compile: run the work through ``torch.compile`` (see :func:`taylor_derivatives`; the
-            jets compile each block's pointwise map, and the compiler derives its reverse
-            pass).
+            jets compile each block's pointwise map and its reverse pass).
 
     Returns:
-        each wanted derivative -> (N,) tensor. Their reverse pass is first order for values,
-        first and pure second partials: ``backward()`` of a loss built from them works,
-        differentiating that gradient again raises.
+        each wanted derivative -> (N,) tensor. Their reverse pass is first order:
+        ``backward()`` of a loss built from them works, differentiating that gradient again
+        raises.
 
     Raises:
         ValueError: points not (N, d) with d the network's input columns and every multi-index

@@ -19,7 +19,7 @@ from pinn.taylor.compiled import bound_pair
 from pinn.taylor.structure import Channels
 
 
-class _Pointwise(torch.autograd.Function):
+class Pointwise(torch.autograd.Function):
     """One block's pointwise map as an autograd node: ``fwd``/``bwd`` are a forward and a
     reverse pointwise function (see :func:`maps`) with the static arguments bound, compiled
     or not. Only H is kept when the reverse pass needs nothing else (``output_only``)."""
@@ -140,7 +140,7 @@ def layered(blocks: list, ch: Channels, points: Tensor, model, compile: bool) ->
         fwd, bwd = maps(kind, ch.n1, ch.n2, ch.sel, first, compile)
 
         def apply(y, J, c, s, beta):
-            return _Pointwise.apply(y, J, c, s, beta, fwd, bwd, pointwise.output_only(kind, s))
+            return Pointwise.apply(y, J, c, s, beta, fwd, bwd, pointwise.output_only(kind, s))
         return apply
 
     return through_blocks(blocks, points, model, ch.idx,
