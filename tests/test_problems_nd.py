@@ -358,3 +358,27 @@ def test_mixed_partials_of_order_3_go_to_autograd_with_the_reason_recorded(tmp_p
     events = [e["event"] for e in trainer.events]
     assert any(e.startswith("derivatives engine: autograd (taylor: ")
                and "mixed partial of order 3" in e for e in events), events
+
+
+@pytest.mark.parametrize("name", ["kdv", "kuramoto_sivashinsky"])
+def test_third_and_fourth_order_problems_train_with_the_taylor_engine_as_with_autograd(
+        tmp_path, name):
+    """derivatives.engine=auto takes the Taylor engine for u_xxx and u_xxxx; its Adam steps
+    give autograd's loss history."""
+    from pinn.paths import RunPaths
+    from pinn.train import build_trainer
+
+    history = {}
+    for engine in ("autograd", "auto"):
+        cfg = compose_cfg([f"pde={name}", "model.depth=2", "model.width=8", "precision=float64",
+                           "sampler.n_interior=64", "sampler.n_initial=16",
+                           "sampler.n_boundary=16", "trainer.steps=3", "trainer.qn_steps=0",
+                           "pde.eval_nx=16", "pde.eval_nt=8", "log.figures=false",
+                           "pde.t_max=0.05",  # a short reference solve
+                           f"derivatives.engine={engine}"])
+        trainer = build_trainer(cfg, RunPaths(tmp_path / engine), device=torch.device("cpu"))
+        history[engine] = [trainer.adam_step()["total"] for _ in range(3)]
+        assert trainer.events[0]["event"] == "derivatives engine: " + (
+            "autograd" if engine == "autograd" else "taylor")
+    for a, b in zip(history["auto"], history["autograd"]):
+        assert a == pytest.approx(b, rel=1e-12)
