@@ -1,12 +1,24 @@
-"""Training-step time on 2-D points: the Taylor engine against reverse-mode autograd.
+"""Training-step time beyond (x, t) and beyond second order: the Taylor engine against
+reverse-mode autograd.
 
-    python benchmarks/taylor_nd.py [--n 10000] [--reps 30] [--dtypes float64,float32]
-        [--engines autograd,taylor,taylor+compile] [--threads 1] [--json out.json]
+    python benchmarks/taylor_nd.py [--case kovasznay|kdv|kuramoto_sivashinsky] [--n 10000]
+        [--reps 30] [--dtypes float64,float32] [--engines autograd,taylor,taylor+compile]
+        [--threads 1] [--json out.json]
 
-A Kovasznay-size network, MLP 2 -> 4 x [50, tanh] -> 3 (u, v, p), on N points in
-[-0.5, 1] x [-0.5, 1.5]; the request of the steady Navier-Stokes residuals: the three values,
-all six first partials, and u_xx, u_yy, v_xx, v_yy. A step: the fields, the mean square of
-every returned field summed, ``backward()`` (no optimizer step). Engines:
+Cases:
+
+- ``kovasznay`` (default): a Kovasznay-size network, MLP 2 -> 4 x [50, tanh] -> 3 (u, v, p),
+  on N points in [-0.5, 1] x [-0.5, 1.5]; the request of the steady Navier-Stokes residuals:
+  the three values, all six first partials, and u_xx, u_yy, v_xx, v_yy. A step: the fields,
+  the mean square of every returned field summed, ``backward()`` (no optimizer step).
+- ``kdv``, ``kuramoto_sivashinsky``: the problem of ``configs/pde/<case>.yaml`` with the
+  default network of a run (``configs/model/mlp.yaml``: 2 -> 4 x [20, tanh] -> 1), on N
+  interior points of its domain (Sobol); the request of its residual (u, u_t, u_x, u_xxx;
+  u, u_t, u_x, u_xx, u_xxxx), which the Taylor engine carries as jets. A step: the fields
+  (:func:`pinn.fields.point_fields`, as a run takes them), the residual's mean square,
+  ``backward()`` and an Adam step.
+
+Engines:
 
 - ``autograd``: :func:`pinn.derivatives_nd.nd_derivatives`, the reference;
 - ``taylor``: :func:`pinn.taylor.taylor_partials`, eager;
@@ -17,7 +29,7 @@ repetition) after untimed warm-up steps that include any compilation. Printed pe
 median, fastest and interquartile range of the step times (ms), the autograd median over the
 engine's (``x autograd``) and the same for the fastest steps (``(min)``, the least disturbed
 estimate on a shared machine), and the relative difference of its parameter gradient from the
-reference's.
+reference's (at the first step, before any update).
 """
 from __future__ import annotations
 
@@ -31,8 +43,11 @@ import torch
 
 from pinn.coords import Derivative
 from pinn.derivatives_nd import nd_derivatives
+from pinn.fields import point_fields
 from pinn.nn import MLP
 from pinn.taylor import compile_status, reset_compiled, taylor_partials, tune_allocator
+
+CASES = ("kovasznay", "kdv", "kuramoto_sivashinsky")
 
 WANTED = ([Derivative(k, (0, 0)) for k in range(3)]
           + [Derivative(k, a) for k in range(3) for a in ((1, 0), (0, 1))]
@@ -46,11 +61,12 @@ ENGINES = {
 
 
 def make_step(model: torch.nn.Module, points: torch.Tensor, engine: str):
-    """(step, the engine's copy of the model): one step returns the loss."""
+    """(step, the engine's copy of the model): one step returns the loss (no optimizer, so
+    ``update`` changes nothing)."""
     model = copy.deepcopy(model)
     fields_of = ENGINES[engine]
 
-    def step() -> torch.Tensor:
+    def step(update: bool = True) -> torch.Tensor:
         for q in model.parameters():
             q.grad = None
         fields = fields_of(model, points)
@@ -60,7 +76,28 @@ def make_step(model: torch.nn.Module, points: torch.Tensor, engine: str):
     return step, model
 
 
-def measure(dtype: torch.dtype, n: int, engines: list, reps: int, warmup: int) -> dict:
+def make_pde_step(model: torch.nn.Module, pde, points: torch.Tensor, engine: str):
+    """(step, the engine's copy of the model) for a problem's residual: one step (an Adam step
+    unless ``update`` is False) returns the loss."""
+    from pinn.pdes.unknowns import learned_values
+
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    options = {"engine": "autograd"} if engine == "autograd" else {
+        "engine": "taylor", "compile": engine == "taylor+compile"}
+
+    def step(update: bool = True) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        fields = point_fields(model, points, pde.wanted, **options)
+        loss = pde.residual_at(points, fields, learned_values(model)).square().mean()
+        loss.backward()
+        if update:
+            optimizer.step()
+        return loss.detach()
+    return step, model
+
+
+def kovasznay_steps(dtype: torch.dtype, n: int, engines: list) -> dict:
     torch.manual_seed(0)
     model = MLP(n_out=3, depth=4, width=50, activation="tanh", lower=(-0.5, -0.5),
                 upper=(1.0, 1.5)).to(dtype)
@@ -68,11 +105,38 @@ def measure(dtype: torch.dtype, n: int, engines: list, reps: int, warmup: int) -
     lower = torch.tensor([-0.5, -0.5], dtype=torch.float64)
     span = torch.tensor([1.5, 2.0], dtype=torch.float64)
     points = (lower + span * torch.rand(n, 2, generator=g, dtype=torch.float64)).to(dtype)
+    return {e: make_step(model, points, e) for e in engines}
+
+
+def problem_steps(case: str, dtype: torch.dtype, n: int, engines: list) -> dict:
+    """The problem ``case`` with the default network of a run (seed 0), on n interior
+    points."""
+    from hydra import compose, initialize_config_dir
+
+    from pinn.config import CONFIG_DIR, register_configs
+    from pinn.nn import build_model
+    from pinn.pdes import build_pde
+    from pinn.sampling import Sampler
+
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose(config_name="train", overrides=[f"pde={case}"])
+    torch.manual_seed(0)
+    pde = build_pde(cfg.pde)
+    model = build_model(cfg, pde).to(dtype)
+    points = Sampler("sobol", n, 0, 0, pde.domain, dtype,
+                     torch.Generator().manual_seed(1)).sample().interior
+    return {e: make_pde_step(model, pde, points, e) for e in engines}
+
+
+def measure(case: str, dtype: torch.dtype, n: int, engines: list, reps: int,
+            warmup: int) -> dict:
     reset_compiled()
-    steps = {e: make_step(model, points, e) for e in engines}
+    steps = (kovasznay_steps(dtype, n, engines) if case == "kovasznay"
+             else problem_steps(case, dtype, n, engines))
     grads = {}
     for e, (step, m) in steps.items():
-        step()  # also the first warm-up step
+        step(update=False)  # also the first warm-up step
         grads[e] = torch.cat([q.grad.reshape(-1) for q in m.parameters()])
         for _ in range(warmup - 1):
             step()
@@ -94,6 +158,8 @@ def measure(dtype: torch.dtype, n: int, engines: list, reps: int, warmup: int) -
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", default="kovasznay", choices=CASES,
+                    help="the network, points and request (default kovasznay)")
     ap.add_argument("--n", type=int, default=10_000, help="points (default 10000)")
     ap.add_argument("--reps", type=int, default=30, help="timed steps per engine")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per engine first")
@@ -115,10 +181,12 @@ def main(argv=None) -> int:
     tune_allocator()  # as in training, for every engine
     results = {}
     for d in dtypes:
-        res = measure(getattr(torch, d), args.n, engines, args.reps, max(args.warmup, 1))
+        res = measure(args.case, getattr(torch, d), args.n, engines, args.reps,
+                      max(args.warmup, 1))
         results[d] = res
         ref = res[engines[0]]
-        print(f"\n{d}, N = {args.n}, {args.threads} thread(s); compile: {compile_status()}")
+        print(f"\n{args.case}, {d}, N = {args.n}, {args.threads} thread(s); compile: "
+              f"{compile_status()}")
         print(f"{'engine':<16}{'median ms':>10}{'min ms':>9}{'IQR ms':>8}{'x autograd':>11}"
               f"{'(min)':>7}{'grad rel diff':>15}")
         for e, r in res.items():

@@ -5,10 +5,13 @@ the network has two input columns and every request is a value, a first or a pur
 partial, the request has 1-D names (``U``, ``Ux``, ``Ut``, ``Uxx``, ``Utt``, the first column
 standing for x and the second for t, whatever the axes are called) and goes to
 :func:`pinn.derivatives.compute_derivatives` (the path every problem in (x, t) has always
-taken, bit for bit); any other request goes to :func:`pinn.taylor.taylor_partials` (values,
-first and pure second partials on any number of columns) when the run uses the Taylor engine,
-and to the reverse-mode reference :func:`pinn.derivatives_nd.nd_derivatives` otherwise (and for
-mixed or higher partials, which the Taylor engine declines).
+taken, bit for bit); any other request goes to :func:`pinn.taylor.taylor_partials` when the
+run uses the Taylor engine (values, pure partials up to order 4 and mixed second partials on any
+number of columns: every key the problems read, u_xy, u_xxx for KdV, u_xxxx for
+Kuramoto-Sivashinsky), and to the reverse-mode reference :func:`pinn.derivatives_nd.nd_derivatives`
+otherwise. The Taylor engine declines what it cannot take (a mixed partial of order 3 or more,
+BN in ``batch`` mode, an output transform with mixed or higher partials: see
+:func:`taylor_reason`); the trainer then takes autograd and records why.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def legacy_request(wanted: Iterable[Derivative]) -> Optional[frozenset]:
 def taylor_reason(model: nn.Module, wanted: Iterable[Derivative]) -> Optional[str]:
     """Why the Taylor engine cannot compute ``wanted`` for ``model`` (in its current mode), or
     None: the (x, t) engine's reasons for a request with 1-D names, the general engine's
-    (mixed or higher partials, networks it does not know) otherwise."""
+    (mixed partials of order 3 and up, networks it does not know) otherwise."""
     wanted = list(wanted)
     transform = getattr(model, "output_transform", None)
     if transform is not None and not getattr(transform, "taylor", True):

@@ -127,3 +127,17 @@ def test_a_run_with_hard_conditions_in_2d_trains_and_records_the_engine(tmp_path
     assert "loss/ic" not in metrics and "loss/bc" not in metrics
     assert any("derivatives engine: autograd (taylor: the hard constraint" in e["event"]
                for e in tr.events)
+
+
+def test_the_taylor_engine_declines_the_transform_on_two_columns_too():
+    """A steady problem in (x, y) has two input columns like (x, t): the engine must not take
+    the hard constraint for the (x, t) transform."""
+    from pinn.taylor import taylor_partials, taylor_unsupported
+
+    cfg = compose_cfg(["pde=poisson2d", *SMALL, "model.hard_boundary=true",
+                       "pde.conditions.top=0"])
+    pde = build_pde(cfg.pde)
+    model = build_model(cfg, pde)
+    assert "differentiated by autograd" in taylor_unsupported(model, pde.wanted)
+    with pytest.raises(ValueError, match="differentiated by autograd"):
+        taylor_partials(model, _box_points(pde), pde.wanted)

@@ -321,13 +321,17 @@ def test_a_reference_file_that_does_not_match_the_problem_is_refused(tmp_path):
         build_pde({**BASE, "reference_file": str(tmp_path / "missing.txt")})
 
 
-@pytest.mark.parametrize("name", ["poisson3d", "heat2d", "kovasznay"])
-def test_the_taylor_engine_gives_the_loss_of_autograd(name):
+@pytest.mark.parametrize("name, overrides", [
+    ("poisson3d", []), ("heat2d", []), ("kovasznay", []),
+    # mixed, third and fourth partials: the Taylor engine's jets
+    ("poisson2d", ["pde.residual=\"u_xy + lap(u)\""]), ("kdv", []),
+    ("kuramoto_sivashinsky", [])])
+def test_the_taylor_engine_gives_the_loss_of_autograd(name, overrides):
     from pinn.fields import taylor_reason
     from pinn.nn import build_model
 
     cfg = compose_cfg([f"pde={name}", "model.depth=2", "model.width=12", "precision=float64",
-                       "model.fourier_features=4"])
+                       "model.fourier_features=4", *overrides])
     pde = build_pde(cfg.pde)
     model = build_model(cfg, pde)
     assert taylor_reason(model, pde.wanted) is None
@@ -344,16 +348,40 @@ def test_the_taylor_engine_gives_the_loss_of_autograd(name):
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-13)
 
 
-def test_mixed_partials_go_to_autograd_with_the_reason_recorded(tmp_path):
+def test_mixed_partials_of_order_3_go_to_autograd_with_the_reason_recorded(tmp_path):
     from pinn.paths import RunPaths
     from pinn.train import build_trainer
 
-    cfg = compose_cfg(["pde=poisson2d", "pde.residual=\"u_xy + lap(u)\"", "model.depth=1",
+    cfg = compose_cfg(["pde=poisson2d", "pde.residual=\"u_xxy + lap(u)\"", "model.depth=1",
                        "model.width=4", "sampler.n_interior=16", "sampler.n_boundary=16",
                        "trainer.steps=1", "trainer.qn_steps=0", "log.figures=false",
                        "pde.eval_points.x=5", "pde.eval_points.y=5"])
     trainer = build_trainer(cfg, RunPaths(tmp_path), device=torch.device("cpu"))
     trainer.fit()
     events = [e["event"] for e in trainer.events]
-    assert any(e.startswith("derivatives engine: autograd (taylor: ") and "mixed" in e
-               for e in events), events
+    assert any(e.startswith("derivatives engine: autograd (taylor: ")
+               and "mixed partial of order 3" in e for e in events), events
+
+
+@pytest.mark.parametrize("name", ["kdv", "kuramoto_sivashinsky"])
+def test_third_and_fourth_order_problems_train_with_the_taylor_engine_as_with_autograd(
+        tmp_path, name):
+    """derivatives.engine=auto takes the Taylor engine for u_xxx and u_xxxx; its Adam steps
+    give autograd's loss history."""
+    from pinn.paths import RunPaths
+    from pinn.train import build_trainer
+
+    history = {}
+    for engine in ("autograd", "auto"):
+        cfg = compose_cfg([f"pde={name}", "model.depth=2", "model.width=8", "precision=float64",
+                           "sampler.n_interior=64", "sampler.n_initial=16",
+                           "sampler.n_boundary=16", "trainer.steps=3", "trainer.qn_steps=0",
+                           "pde.eval_nx=16", "pde.eval_nt=8", "log.figures=false",
+                           "pde.t_max=0.05",  # a short reference solve
+                           f"derivatives.engine={engine}"])
+        trainer = build_trainer(cfg, RunPaths(tmp_path / engine), device=torch.device("cpu"))
+        history[engine] = [trainer.adam_step()["total"] for _ in range(3)]
+        assert trainer.events[0]["event"] == "derivatives engine: " + (
+            "autograd" if engine == "autograd" else "taylor")
+    for a, b in zip(history["auto"], history["autograd"]):
+        assert a == pytest.approx(b, rel=1e-12)

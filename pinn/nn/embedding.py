@@ -122,23 +122,64 @@ class Embedding(nn.Module):
         Returns:
             rows [value; d/dv for v in firsts; d2/dv2 for v in seconds], each (n_features, N).
         """
+        value, cos, sin = self._features(z)
+        channels = [value]
+        channels += [self._pure_row(z, scale, cos, sin, v, 1) for v in firsts]
+        channels += [self._pure_row(z, scale, cos, sin, v, 2) for v in seconds]
+        return torch.stack(channels, 1)
+
+    def taylor_jets(self, z: Tensor, scale: Tensor, axes: Tuple[int, ...],
+                    orders: Tuple[int, ...], mixed: Tuple[Tuple[int, int], ...]) -> Tensor:
+        """The features and their input derivatives in the layout of the Taylor engine's jets
+        (:class:`pinn.taylor.structure.JetPlan`), as rows (n_features, C, N).
+
+        Args:
+            z: (N, n_in) normalized inputs.
+            scale: (n_in,) dz/d(input) of the normalization, per column.
+            axes: input columns; orders: the highest order along each (1 to 4).
+            mixed: (p, q) positions in ``axes``: the mixed second derivatives.
+
+        Returns:
+            rows [value; d^k/dv^k for k = 1..K per column v of ``axes``; d2/(dv dw) per mixed
+            pair], each (n_features, N).
+        """
+        value, cos, sin = self._features(z)
+        channels = [value]
+        for v, order in zip(axes, orders):
+            channels += [self._pure_row(z, scale, cos, sin, v, k) for k in range(1, order + 1)]
+        A = self.freqs.to(z.dtype)
+        for p, q in mixed:  # d2 cos(phase) = -a_v a_w cos(phase); the passthrough is linear
+            v, w = axes[p], axes[q]
+            a = (A[:, v] * scale[v] * A[:, w] * scale[w])[:, None]  # (F, 1)
+            through = z.new_zeros(len(self.passthrough), z.shape[0])
+            channels.append(torch.cat([through, -cos * a, -sin * a]))
+        return torch.stack(channels, 1)
+
+    def _features(self, z: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(the features (n_features, N), cos and sin of the phase (F, N)) at ``z`` (N, n_in)."""
         A = self.freqs.to(z.dtype)
         phase = (z @ A.t()).t()  # (F, N)
         cos, sin = torch.cos(phase), torch.sin(phase)
-        n = z.shape[0]
-        value = torch.cat([z[:, list(self.passthrough)].t(), cos, sin])
-        channels = [value]
-        for v in firsts:
-            a = (A[:, v] * scale[v])[:, None]  # (F, 1): d phase / d v
-            through = z.new_zeros(len(self.passthrough), n)  # (P, N): d z[p] / d v
-            if v in self.passthrough:
-                through[self.passthrough.index(v)] = scale[v]
-            channels.append(torch.cat([through, -sin * a, cos * a]))
-        for v in seconds:
-            a2 = ((A[:, v] * scale[v]) ** 2)[:, None]
-            through = z.new_zeros(len(self.passthrough), n)
-            channels.append(torch.cat([through, -cos * a2, -sin * a2]))
-        return torch.stack(channels, 1)
+        return torch.cat([z[:, list(self.passthrough)].t(), cos, sin]), cos, sin
+
+    def _pure_row(self, z: Tensor, scale: Tensor, cos: Tensor, sin: Tensor, v: int,
+                  k: int) -> Tensor:
+        """The k-th derivative (k = 1..4) of the features along column v, (n_features, N):
+        a^k times the k-th derivatives of cos and sin at the phase (a = d phase / dv), and the
+        passthrough's derivative for k = 1."""
+        A = self.freqs.to(z.dtype)
+        a = (A[:, v] * scale[v])[:, None]  # (F, 1)
+        through = z.new_zeros(len(self.passthrough), z.shape[0])  # (P, N): d^k z[p] / dv^k
+        if k == 1 and v in self.passthrough:
+            through[self.passthrough.index(v)] = scale[v]
+        ak = a if k == 1 else a ** k
+        if k == 1:  # cos' = -sin, sin' = cos
+            return torch.cat([through, -sin * ak, cos * ak])
+        if k == 2:
+            return torch.cat([through, -cos * ak, -sin * ak])
+        if k == 3:
+            return torch.cat([through, sin * ak, -cos * ak])
+        return torch.cat([through, cos * ak, sin * ak])
 
 
 class HardInitial(nn.Module):

@@ -17,8 +17,13 @@ first-order reverse pass, written out rather than left to autograd.
 Entry points:
 
 - :func:`taylor_partials` (points (N, d), :class:`pinn.coords.Derivative` requests): per
-  output the value, first partials and pure second partials along any axis; mixed partials
-  and higher orders are declined, with a reason from :func:`taylor_unsupported`.
+  output the value, pure partials up to order 4 along any axis (u_xxx for KdV, u_xxxx for
+  Kuramoto-Sivashinsky) and mixed second partials (u_xy, u_xt); a mixed partial of order 3
+  or more is declined, with a reason from :func:`taylor_unsupported`. Values, first and pure
+  second partials take the hand-written channels above; a request with a mixed or a higher
+  partial takes the jets of :mod:`.jets` (each axis carries its derivatives up to the order
+  asked of it, Faa di Bruno's formula through each activation, a channel per mixed pair),
+  with a reverse pass written out as well.
 - :func:`taylor_derivatives` (x, t and the keys U, Ux, Ut, Uxx, Utt): the same engine on
   (x, t), with the hard initial condition; :func:`unsupported_reason` says when it cannot.
 
@@ -29,6 +34,7 @@ Modules:
 - :mod:`.chained`: networks without BN as one autograd node (two compiled graphs);
 - :mod:`.layered`: block by block, BN statistics taken between a block's matrix product and
   its pointwise map, outside any compiled code, as ``model(points)`` takes them;
+- :mod:`.jets`: mixed second partials and pure ones up to order 4, block by block;
 - :mod:`.compiled`: ``torch.compile`` with an eager fallback, and its status;
 - :mod:`.allocator`: the C library's allocator tuned once for the engine's large tensors
   (set ``pinn.taylor.allocator.ALLOCATOR_TUNING`` to False to leave it alone);

@@ -3,7 +3,8 @@
 
 Both plan the channels a request needs (:func:`.structure.plan`), run one forward pass that
 carries them (:func:`propagate`: the whole network in one node where it can, else block by
-block) and read the requested fields off the head's rows.
+block) and read the requested fields off the head's rows. A request with a mixed or a third or
+fourth partial plans jets instead (:func:`.structure.jet_plan`, :func:`.jets.jets`).
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from pinn.coords import DERIVATIVE_KEYS, Derivative
 from pinn.nn.embedding import network_request
 from pinn.taylor import allocator
 from pinn.taylor.chained import chained, serves
+from pinn.taylor.jets import jets
 from pinn.taylor.layered import layered
-from pinn.taylor.structure import (KEY_ALPHA, Channels, blocks_of, channels_for, keys_for, plan,
-                                   taylor_unsupported, unsupported_reason)
+from pinn.taylor.structure import (KEY_ALPHA, Channels, blocks_of, channels_for, jet_plan,
+                                   keys_for, needs_jets, plan, taylor_unsupported,
+                                   unsupported_reason)
 
 
 def propagate(blocks: list, ch: Channels, points: Tensor, model: nn.Module,
@@ -32,28 +35,34 @@ def propagate(blocks: list, ch: Channels, points: Tensor, model: nn.Module,
 
 def taylor_partials(model: nn.Module, points: Tensor, wanted: Iterable[Derivative],
                     compile: bool = False) -> Dict[Derivative, Tensor]:
-    """The values and pure input partials up to order 2 that ``wanted`` names, in one forward
-    pass, on points of any dimension.
+    """The values, pure input partials up to order 4 and mixed second partials that
+    ``wanted`` names, in one forward pass, on points of any dimension.
 
     Same contract as ``pinn.derivatives_nd.nd_derivatives(model, points, wanted)``: the
     results are differentiable with respect to the parameters (and to the points), so a loss
     built from them trains with ``loss.backward()``. Only the channels the request needs are
     carried: a first-derivative channel per axis with a first or second partial of any output,
     a second-derivative channel per axis with a second partial (3-D Poisson: x, y, z and xx,
-    yy, zz; 2-D Navier-Stokes: x, y, t and xx, yy). BatchNorm statistics come from each
-    layer's ``statistics``, as in ``model(points)``.
+    yy, zz; 2-D Navier-Stokes: x, y, t and xx, yy), through the hand-written maps of
+    :mod:`.chained` and :mod:`.layered`. A request with a mixed or a third or fourth partial
+    goes through the jets of :mod:`.jets` instead, each axis carrying its derivatives up to the
+    highest order asked of it, and a channel per mixed pair (KdV: u_t and u_x, u_xx, u_xxx;
+    u_xy: u_x, u_y, u_xy), block by block.
+    BatchNorm statistics come from each layer's ``statistics``, as in ``model(points)``.
 
     Args:
         model: a :class:`pinn.nn.mlp.MLP` with ``d`` input columns that
             :func:`.structure.taylor_unsupported` accepts with ``wanted``.
         points: (N, d), the axes' columns in order, in the model's dtype.
         wanted: derivatives (:class:`pinn.coords.Derivative`): per output, the value (zero
-            multi-index), first partials and pure second partials.
-        compile: run the work through ``torch.compile`` (see :func:`taylor_derivatives`).
+            multi-index), pure partials up to order 4 and mixed second partials.
+        compile: run the work through ``torch.compile`` (see :func:`taylor_derivatives`; the
+            jets compile each block's pointwise map and its reverse pass).
 
     Returns:
-        each wanted derivative -> (N,) tensor. Their reverse pass is first order: ``backward()``
-        of a loss built from them works, differentiating that gradient again raises.
+        each wanted derivative -> (N,) tensor. Their reverse pass is first order:
+        ``backward()`` of a loss built from them works, differentiating that gradient again
+        raises.
 
     Raises:
         ValueError: points not (N, d) with d the network's input columns and every multi-index
@@ -76,6 +85,10 @@ def taylor_partials(model: nn.Module, points: Tensor, wanted: Iterable[Derivativ
                          f"{model.n_out} outputs")
     blocks, _ = blocks_of(model)
     allocator.tune_on_first_use()
+    if needs_jets(wanted):
+        jp = jet_plan(wanted)
+        outs = jets(blocks, jp, points, model, compile)
+        return {w: outs[jp.index(w.alpha)][:, w.output] for w in wanted}
     transform = getattr(model, "output_transform", None)
     if transform is not None:  # on (x, t): the transform speaks the keys U, Ux, ...
         requested = set(keys_for(w.alpha for w in wanted))

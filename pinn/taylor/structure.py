@@ -7,9 +7,12 @@ activation] (tanh, exact GELU, sin, SiLU), batch normalization with constant sta
 derivative rows (``taylor_rows``) for as many columns as the network takes, and on (x, t) the
 hard initial condition (``apply_to_derivatives``).
 
-Supported requests are, per output, the value and the first and *pure* second partials along
-any axis (u_x, u_xx, u_yy, u_t, u_tt): what Poisson, Helmholtz, heat, Burgers and the
-Navier-Stokes residuals read. A mixed partial (u_xy) or a higher order is declined; autograd
+Supported requests are, per output, the value, pure partials up to order 4 along any axis
+(u_x, u_xx, u_xxx for KdV, u_xxxx for Kuramoto-Sivashinsky, u_t, u_tt) and mixed second
+partials (u_xy, u_xt). Values, first and pure second partials (what Poisson, Helmholtz, heat,
+Burgers and the Navier-Stokes residuals read) go through the hand-written channels of
+:class:`Channels`; a request with a mixed or a higher partial through the jets of
+:class:`JetPlan`. A mixed partial of order 3 or more (u_xxy) is declined; autograd
 (:mod:`pinn.derivatives_nd`) takes it.
 """
 from __future__ import annotations
@@ -23,7 +26,9 @@ from pinn.coords import DERIVATIVE_KEYS, Derivative
 from pinn.nn.mlp import MLP, Sin
 from pinn.nn.norm import BatchNorm
 
-MAX_PURE_ORDER = 2  # pure partials up to this order per axis
+MAX_PURE_ORDER = 2  # pure partials up to this order per axis in the hand-written channels
+MAX_JET_ORDER = 4  # pure partials up to this order per axis in the jets (u_xxxx)
+MAX_MIXED_ORDER = 2  # mixed partials up to this order (u_xy)
 
 
 def _activation_kind(m: nn.Module) -> Optional[str]:
@@ -99,6 +104,25 @@ def unsupported_reason(model: nn.Module) -> Optional[str]:
     return reason or _embedding_reason(model)
 
 
+def needs_jets(wanted: Iterable[Derivative]) -> bool:
+    """Whether ``wanted`` holds a mixed partial or a pure one of order 3 or 4, which only the
+    jets (:class:`JetPlan`) carry."""
+    return any(w.order > MAX_PURE_ORDER or sum(1 for k in w.alpha if k) > 1 for w in wanted)
+
+
+def _request_reason(w: Derivative) -> Optional[str]:
+    """Why no channel of the engine carries ``w``, or None."""
+    mixed = sum(1 for k in w.alpha if k) > 1
+    if mixed and w.order > MAX_MIXED_ORDER:
+        return (f"output {w.output}, multi-index {w.alpha} is a mixed partial of order "
+                f"{w.order}; the taylor engine carries mixed partials of order "
+                f"{MAX_MIXED_ORDER} (u_xy) and pure ones up to order {MAX_JET_ORDER}")
+    if w.order > MAX_JET_ORDER:
+        return (f"output {w.output}, multi-index {w.alpha}: order {w.order}; the taylor "
+                f"engine carries pure partials up to order {MAX_JET_ORDER}")
+    return None
+
+
 def taylor_unsupported(model: nn.Module, wanted: Iterable[Derivative]) -> Optional[str]:
     """Why :func:`pinn.taylor.taylor_partials` cannot compute ``wanted`` for ``model`` in its
     current mode, or ``None``: the caller can then take autograd and say why.
@@ -108,27 +132,38 @@ def taylor_unsupported(model: nn.Module, wanted: Iterable[Derivative]) -> Option
         wanted: the derivatives to compute (:class:`pinn.coords.Derivative`).
 
     Returns:
-        ``None`` when supported, else a one-line reason: a mixed partial or an order above 2,
-        a network that is not an MLP of supported blocks, BatchNorm in ``batch`` mode while
-        training, an embedding that does not take the network's input columns, an output
-        transform on other than (x, t).
+        ``None`` when supported, else a one-line reason: a mixed partial of order 3 or more or
+        a pure one above order 4, a network that is not an MLP of supported blocks, BatchNorm
+        in ``batch`` mode while training, an embedding that does not take the network's input
+        columns (or, for mixed and higher partials, has no ``taylor_jets``), an output
+        transform on other than (x, t) or with mixed or higher partials.
     """
+    wanted = list(wanted)
     for w in wanted:
-        if w.order > MAX_PURE_ORDER:
-            return (f"output {w.output}, multi-index {w.alpha}: order {w.order}; the taylor "
-                    f"engine carries derivatives up to order {MAX_PURE_ORDER}")
-        if sum(1 for k in w.alpha if k) > 1:
-            return (f"output {w.output}, multi-index {w.alpha} is a mixed partial; the taylor "
-                    "engine carries pure partials only (u_x, u_xx, ...)")
+        reason = _request_reason(w)
+        if reason is not None:
+            return reason
     blocks, reason = blocks_of(model)
     if reason is not None:
         return reason
     reason = _embedding_reason(model)
     if reason is not None:
         return reason
-    if getattr(model, "output_transform", None) is not None and model.n_in != 2:
+    transform = getattr(model, "output_transform", None)
+    if transform is not None and not getattr(transform, "taylor", True):
+        return transform.reason  # a transform the engine does not carry (pinn.nn.hard)
+    if transform is not None and model.n_in != 2:
         return (f"the output transform (hard initial condition) is defined on (x, t); the "
                 f"network takes {model.n_in} input columns")
+    if needs_jets(wanted):
+        w = next(w for w in wanted if needs_jets([w]))
+        embedding = getattr(model, "embedding", None)
+        if embedding is not None and not hasattr(embedding, "taylor_jets"):
+            return (f"the input embedding {type(embedding).__name__} has no taylor_jets "
+                    f"(output {w.output}, multi-index {w.alpha})")
+        if transform is not None:
+            return (f"output {w.output}, multi-index {w.alpha}: the output transform (hard "
+                    f"initial condition) gives U, Ux, Ut, Uxx, Utt only")
     return None
 
 
@@ -186,6 +221,63 @@ def plan(firsts: Iterable[int], seconds: Iterable[int]) -> Channels:
         first_cols = second_cols + [j for j in first_cols if j not in second_cols]
         start = 0
     return Channels(tuple(first_cols), (start, start + len(second_cols)))
+
+
+@dataclass(frozen=True)
+class JetPlan:
+    """The channels of a request with mixed or higher partials, after the value channel: per
+    input column of ``axes`` (ascending) its derivatives of orders 1..K (``orders``), then a
+    mixed second derivative per pair of ``mixed``.
+
+    Attributes:
+        axes: the input columns with derivative channels.
+        orders: K per column of ``axes``: the channels of orders 1..K along it, in order.
+        mixed: (p, q) positions in ``axes``, p < q: a channel d2/(d axes[p] d axes[q]).
+    """
+
+    axes: Tuple[int, ...]
+    orders: Tuple[int, ...]
+    mixed: Tuple[Tuple[int, int], ...]
+
+    @property
+    def n_channels(self) -> int:
+        """Channels in all, the value's included."""
+        return 1 + sum(self.orders) + len(self.mixed)
+
+    @property
+    def top(self) -> int:
+        """The highest order carried (the activation derivatives a block needs)."""
+        return max(self.orders + ((2,) if self.mixed else ()), default=0)
+
+    def index(self, alpha: Sequence[int]) -> int:
+        """The channel (0: the value) of a pure partial or of a mixed second partial."""
+        cols = [j for j, k in enumerate(alpha) if k]
+        if not cols:
+            return 0
+        if len(cols) == 1:
+            p = self.axes.index(cols[0])
+            return sum(self.orders[:p]) + alpha[cols[0]]
+        pair = (self.axes.index(cols[0]), self.axes.index(cols[1]))
+        return 1 + sum(self.orders) + self.mixed.index(pair)
+
+
+def jet_plan(wanted: Iterable[Derivative]) -> JetPlan:
+    """The jets for ``wanted`` (mixed partials of order 2, pure ones up to order 4): along each
+    column the highest pure order it asks for, at least 1 where a mixed partial needs the first
+    derivative (u_xy: the channels u_x, u_y, u_xy)."""
+    orders: dict = {}
+    pairs = set()
+    for w in wanted:
+        cols = [j for j, k in enumerate(w.alpha) if k]
+        if len(cols) == 1:
+            orders[cols[0]] = max(orders.get(cols[0], 0), w.alpha[cols[0]])
+        elif cols:
+            pairs.add(tuple(cols))
+            for j in cols:
+                orders[j] = max(orders.get(j, 0), 1)
+    axes = tuple(sorted(orders))
+    mixed = tuple(sorted((axes.index(i), axes.index(j)) for i, j in pairs))
+    return JetPlan(axes, tuple(orders[j] for j in axes), mixed)
 
 
 # -- the (x, t) vocabulary -------------------------------------------------------------------
