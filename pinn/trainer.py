@@ -54,8 +54,8 @@ class Trainer:
         self.event_log = EventLog()
         self.ranks = Ranks(distributed.current(), paths.root, cfg.distributed)
         self.learned = getattr(model, "pde_params", None)  # inverse problems' coefficients
-        self.engines = EngineChoice(cfg.derivatives.engine, model, pde.wanted, self.event_log)
-        self.points = PointSets(cfg, model, pde, self.engines, self.ranks.group, data,
+        self.engine = EngineChoice(cfg.derivatives.engine, model, pde.wanted, self.event_log)
+        self.points = PointSets(cfg, model, pde, self.engine, self.ranks.group, data,
                                 self.dtype, self.device)
         self.optimizers = Optimizers(cfg, list(model.parameters()), self.event_log)
         self.grid = grid if grid is not None else make_eval_grid(pde, cfg.pde)
@@ -107,7 +107,8 @@ class Trainer:
         while self.step < self.total_steps and self.stop_reason is None:
             self.clock.tick()
             # Several ranks decide together (their clocks differ): see Ranks.agree.
-            if self.ranks.over_budget if self.ranks.group is not None else self.clock.spent():
+            over = self.ranks.over_budget if self.ranks.group is not None else self.clock.spent()
+            if over:
                 self.stop_reason = self.clock.budget_message()
                 self.event_log.add(self.step, self.stop_reason)
                 break
@@ -183,8 +184,7 @@ class Trainer:
                 values = {**{f"error/{k}": v for k, v in errors.items()},
                           **{f"loss/{k}": v for k, v in terms.items()}}
                 self.prune_reason = self.monitor(self.step, values)
-        de = self.cfg.log.divergence_every
-        if self.bn.has_bn and de and self.step % de == 0:
+        if self.probe is not None and self.step % self.cfg.log.divergence_every == 0:
             self.divergence()
         if self.step % tc.checkpoint_every == 0:
             self.save()
@@ -270,7 +270,7 @@ class Trainer:
                 **self.points.state_dict(), "step": self.step, "stage": self.stage,
                 **self.bn.state_dict(), **self.event_log.state_dict(),
                 **self.clock.state_dict(), "last_terms": dict(self.last_terms),
-                **self.guard.state_dict(), **self.engines.state_dict()}
+                **self.guard.state_dict(), **self.engine.state_dict()}
 
     def load_training_state(self, state: Dict[str, object]) -> None:
         """Continue from :meth:`training_state` (a checkpoint's or an in-memory snapshot).
@@ -287,7 +287,7 @@ class Trainer:
         self.clock.load_state_dict(state, self.step)
         self.last_terms = dict(state["last_terms"])
         self.guard.load_state_dict(state)
-        self.engines.load_state_dict(state)
+        self.engine.load_state_dict(state)
 
     def save(self) -> None:
         """Write checkpoints/last.pt atomically; the previous one stays until this one is whole.
@@ -342,11 +342,11 @@ class Trainer:
             **self.clock.metrics(self.step),
             "reference": self.pde.reference_kind,
             "rollbacks": self.guard.rollbacks,
-            "derivatives_engine": self.engines.name,
+            "derivatives_engine": self.engine.name,
             **device_info(self.device),
             **self.ranks.metrics(),
         }
-        if self.cfg.derivatives.compile and self.engines.name == "taylor":
+        if self.cfg.derivatives.compile and self.engine.name == "taylor":
             metrics.update(self.clock.compile_metrics())
         metrics.update(self.optimizers.metrics(self.step, int(tc.steps)))
         if message:
