@@ -1,7 +1,7 @@
 """Figures of a solution over (x, t): fields and time slices (matplotlib, Agg backend)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -123,6 +123,18 @@ def grid_figures(axes: Sequence[str], coords: Sequence[np.ndarray], pred: np.nda
         out.extend((tag + s, f) for s, f in
                    grid_figures(sub_axes, sub_coords, p, r, name, f"{title} | {tag[1:]}"))
     return out
+
+
+def output_figures(grid, pred: np.ndarray, outputs: Sequence[str], problem: str, step: int,
+                   run: str) -> Iterator[tuple]:
+    """The figures of every output of ``pred`` on the evaluation grid ``grid``
+    (:class:`pinn.evaluation.EvalGrid`), titled by :func:`headline`, as (tag, Figure) pairs
+    with the tags ``prediction/<output><suffix>`` of TensorBoard."""
+    for k, name in enumerate(outputs):
+        ref = None if grid.reference is None else grid.reference[..., k]
+        title = headline(problem, step, pred[..., k], ref, name, run)
+        for suffix, fig in grid_figures(grid.axes, grid.coords, pred[..., k], ref, name, title):
+            yield f"prediction/{name}{suffix}", fig
 
 
 def slices_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray, ref: Optional[np.ndarray],
