@@ -121,7 +121,7 @@ ND_BUDGETS = {"poisson2d": 3.0, "poisson3d": 5.0, "helmholtz2d": 5.0, "kovasznay
               "kuramoto_sivashinsky": 15.0}
 
 
-ND_RECIPES = {"poisson3d": "poisson3d_precise"}
+ND_RECIPES = {"poisson3d": "poisson3d_precise", "kdv": "kdv_precise"}
 
 
 def nd_suite() -> List[Case]:
