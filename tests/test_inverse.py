@@ -184,20 +184,25 @@ def test_synthetic_observations_are_seeded_exact_and_as_noisy_as_asked():
     assert ratio == pytest.approx(0.01, rel=0.05)
 
 
-def test_the_data_command_writes_a_file_and_refuses_bad_input(tmp_path):
+def test_the_data_command_writes_a_file_and_refuses_bad_input(tmp_path, capsys):
+    from pinn.data import main
+
     p = run_cli(["pde=heat", "n=50", "noise=0.02", "seed=1", "out=obs.csv"], cwd=tmp_path,
                 module="pinn.data")
     assert p.returncode == 0, p.stderr
     table = read_table(tmp_path / "obs.csv")
     assert set(table) == {"x", "t", "u"} and table["x"].size == 50
+    q = run_cli(["pde=haet", "out=a.npz"], cwd=tmp_path, module="pinn.data")  # one as a process
+    assert q.returncode == 2 and q.stderr.strip().splitlines() == [
+        q.stderr.strip()] and "pde=haet is not allowed" in q.stderr
+    capsys.readouterr()
     for args, words in ((["pde=heat", "n=5"], "out is missing"),
                         (["pde=heat", "n=0", "out=a.npz"], "n=0 is not allowed"),
                         (["pde=heat", "out=a.txt"], "unknown format"),
-                        (["pde=haet", "out=a.npz"], "pde=haet is not allowed"),
                         (["pde=heat", "nn=3", "out=a.npz"], "nn is not a key")):
-        q = run_cli(args, cwd=tmp_path, module="pinn.data")
-        assert q.returncode == 2 and words in q.stderr and len(q.stderr.splitlines()) == 1, \
-            q.stderr
+        assert main(args) == 2  # in process: the command's own code, without start-up
+        err = capsys.readouterr().err
+        assert words in err and len(err.splitlines()) == 1, err
 
 
 # -- training ---------------------------------------------------------------------------------
