@@ -10,6 +10,7 @@ and ``accuracy.json`` in ``--out``; the Markdown table is printed.
     python -m pinn.accuracy                  # the full suite (budget in docs/accuracy.md)
     python -m pinn.accuracy --quick          # a few minutes: the default recipe, one seed
     python -m pinn.accuracy --nd             # the problems in 2-D and 3-D, KdV, KS
+    python -m pinn.accuracy --geometry       # the problems on shapes (holes, L-shape, cylinder)
     python -m pinn.accuracy --cases heat_precise,burgers_precise --seeds 0,1,2
     python -m pinn.accuracy --list           # the cases, their commands and budgets
     python -m pinn.accuracy --jobs 2         # two runs at a time, one torch thread each
@@ -53,6 +54,12 @@ PUBLISHED = {
     "taylor_green": ("-", "no published figure checked here"),
     "cavity": ("-", "target: every tabulated centerline velocity of Ghia et al. within 1% of "
                     "the lid speed"),
+    "laplace_lshape": ("-", "no published PINN figure checked here"),
+    "poisson_holes": ("-", "manufactured here; PINNacle's Poisson with holes (Hao et al. 2024) "
+                           "is another problem"),
+    "heat_annulus": ("-", "manufactured here"),
+    "cylinder": ("c_d 5.57953523384", "FEATFLOW DFG benchmark 2D-1 values, within Schafer & "
+                                       "Turek 1996's intervals (c_d 5.57-5.59)"),
 }
 
 
@@ -133,6 +140,21 @@ def nd_suite() -> List[Case]:
         preset = ND_RECIPES.get(p, "precise")
         cases.append(Case(f"{p}_precise", p, preset, [f"experiment={preset}"], minutes=m))
     return cases
+
+
+# Problems on shapes (pde.geometry) and their budgets, minutes per run (the targets of the
+# geometry issue): each with experiment=precise.
+GEO_BUDGETS = {"laplace_lshape": 10.0, "poisson_holes": 10.0, "heat_annulus": 10.0,
+               "cylinder": 30.0}
+GEO_RECIPES: Dict[str, str] = {}
+
+
+def geometry_suite() -> List[Case]:
+    """Problems on shapes: their recipe (:data:`GEO_RECIPES`, else experiment=precise), 3
+    seeds, the budgets of :data:`GEO_BUDGETS`."""
+    return [Case(f"{p}_precise", p, GEO_RECIPES.get(p, "precise"),
+                 [f"experiment={GEO_RECIPES.get(p, 'precise')}"], minutes=m)
+            for p, m in GEO_BUDGETS.items()]
 
 
 def quick_suite() -> List[Case]:
@@ -224,6 +246,8 @@ def summarize(case: Case, folders: Sequence[Path]) -> Dict[str, object]:
         for k, v in m.items():
             if k.startswith("error/l2_rel/"):
                 errors.setdefault(k.split("/", 2)[2], []).append(float(v))
+            elif k.startswith("error/rel/"):  # a quantity against its published value
+                errors.setdefault(k.split("/", 2)[2] + " (rel. error)", []).append(float(v))
     row["l2_rel"] = {k: {"median": statistics.median(v), "worst": max(v), "values": v}
                      for k, v in errors.items()}
     row["wall_time_s"] = statistics.median(float(m["wall_time_s"]) for m in metrics)
@@ -272,6 +296,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="the quick suite (a few minutes)")
     p.add_argument("--nd", action="store_true", help="the problems in 2-D and 3-D, the "
                    "Navier-Stokes systems, KdV and Kuramoto-Sivashinsky (about 4 hours)")
+    p.add_argument("--geometry", action="store_true", help="the problems on shapes (L-shape, "
+                   "holes, annulus, the cylinder benchmark; about 3 hours)")
     p.add_argument("--cases", default=None, help="comma-separated case names (see --list)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds for every case")
     p.add_argument("--out", default=None, help="folder of the runs and the table "
@@ -284,8 +310,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs={args.jobs} is not allowed: an integer >= 1")
-    suite = quick_suite() if args.quick else nd_suite() if args.nd else full_suite()
-    known = {c.name: c for c in [*full_suite(), *quick_suite(), *nd_suite()]}
+    suite = (quick_suite() if args.quick else nd_suite() if args.nd
+             else geometry_suite() if args.geometry else full_suite())
+    known = {c.name: c for c in [*full_suite(), *quick_suite(), *nd_suite(), *geometry_suite()]}
     if args.cases:
         names = [n.strip() for n in args.cases.split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
@@ -319,7 +346,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         log=lambda s: print(s, flush=True))
     rows = [summarize(c, f) for c, f in zip(suite, folders)]
     which = ("cases " + args.cases if args.cases else "quick suite" if args.quick
-             else "nd suite" if args.nd else "full suite")
+             else "nd suite" if args.nd else "geometry suite" if args.geometry
+             else "full suite")
     title = f"pinn accuracy ({which}), {machine()}"
     if args.jobs > 1:
         title += (f"; {args.jobs} runs at a time, "

@@ -238,6 +238,13 @@ def load_observations(data_cfg, pde) -> Optional[Observations]:
             raise DataError(f"data.file={path}: {out.size} point(s) outside the domain, the first "
                             f"in row {out[0]}: {col[k]}={used[k][out[0]]:g} is not in "
                             f"[{lo:g}, {hi:g}]")
+    if pde.region is not None:  # the bounding box holds them; the region must too
+        pts = torch.as_tensor(np.stack([used[a] for a in axes], axis=1), dtype=torch.float64)
+        level = pde.region.level(pts[:, : pde.region.k])
+        out = np.flatnonzero((level > 1e-9 * pde.region.h / 1e-7).numpy())
+        if out.size:
+            raise DataError(f"data.file={path}: {out.size} point(s) outside the domain "
+                            f"(pde.geometry), the first in row {out[0]}")
     weights = None
     if "noise_column" in extra:
         sigma = extra["noise_column"]

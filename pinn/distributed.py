@@ -269,7 +269,8 @@ def shard_range(n: int, rank: int, world: int) -> Tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
-def shard_batch(batch, group: Group, per_pair: Optional[Sequence[int]] = None):
+def shard_batch(batch, group: Group, per_pair: Optional[Sequence[int]] = None,
+                piece_values: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None):
     """This rank's slice of a global :class:`pinn.sampling.Batch` and the share of each loss
     term's set it holds ({"res", "ic", "bc": slice size / global size}). Boundary points are
     sharded by pairs (the two faces' rows of one draw stay together); ``per_pair``: the misfit
@@ -287,7 +288,17 @@ def shard_batch(batch, group: Group, per_pair: Optional[Sequence[int]] = None):
         faces.append(torch.cat([f[e:g], f[pairs + e:pairs + g]]))
         k = 1 if per_pair is None else per_pair[i]
         held, pairs_all = held + k * (g - e), pairs_all + k * pairs
-    local = type(batch)(batch.interior[a:b], batch.initial[c:d], tuple(faces))
+    pieces, normals = [], []
+    for j, (p, n) in enumerate(zip(batch.boundary, batch.normals)):
+        # A region's pieces: rows sharded; the bc share counts conditioned values per point.
+        e, g = shard_range(p.shape[0], r, w)
+        pieces.append(p[e:g])
+        normals.append(n[e:g])
+        v = (torch.ones(p.shape[0], dtype=torch.float64) if piece_values is None
+             else piece_values(j, p).double().cpu())
+        held, pairs_all = held + float(v[e:g].sum()), pairs_all + float(v.sum())
+    local = type(batch)(batch.interior[a:b], batch.initial[c:d], tuple(faces), tuple(pieces),
+                        tuple(normals))
     share = lambda lo, hi, n: (hi - lo) / n if n else 1.0  # noqa: E731
     return local, {"res": share(a, b, n_int), "ic": share(c, d, n_ic),
                    "bc": share(0, held, pairs_all)}

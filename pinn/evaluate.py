@@ -21,6 +21,7 @@ from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR
 from pinn.device import device_info
 from pinn.evaluation import (grid_counts, grid_errors, make_eval_grid, node_errors,
+                             quantity_errors, quantity_values,
                              predict_grid, residual_statistics)
 from pinn.figures import grid_figures, headline, prediction_figure, pyplot, slices_figure
 from pinn.paths import RunPaths
@@ -69,12 +70,15 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
         counts = grid_counts(pde, cfg.pde)
     grid = make_eval_grid(pde, counts=counts)
     pred = predict_grid(model, grid)  # (*grid.shape, n_out)
+    quantities = quantity_values(model, pde)
     result = {"run_dir": str(paths.root),
               "grid": {"nx": counts["x"], "nt": counts["t"]} if xt else counts,
               **device_info(next(model.parameters()).device),
               "reference": pde.reference_kind,
               **{f"error/{k}": v for k, v in (node_errors(model, pde)
                                               or grid_errors(pred, grid, pde)).items()},
+              **{f"error/{k}": v for k, v in quantity_errors(quantities, pde).items()},
+              **{f"quantity/{k}": v for k, v in quantities.items()},
               **residual_statistics(model, pde, grid)}
     learned = getattr(model, "pde_params", None)
     if learned is not None:  # an inverse problem: the coefficients it found

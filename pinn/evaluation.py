@@ -35,6 +35,7 @@ class EvalGrid:
     reference: Optional[np.ndarray]
     axes: Tuple[str, ...] = ("x", "t")
     others: Tuple[np.ndarray, ...] = ()  # the coordinates of the axes after the first two
+    mask: Optional[np.ndarray] = None  # (*shape) True inside a region of shapes; None: a box
 
     @property
     def coords(self) -> Tuple[np.ndarray, ...]:
@@ -89,6 +90,10 @@ def make_eval_grid(pde: PDE, cfg: Mapping[str, Any] = None, nt: Optional[int] = 
                     axes=pde.axes.names, others=tuple(coords[2:]))
     if pde.has_exact:
         grid.reference = pde.exact_on(grid.mesh())
+    if pde.region is not None:  # the bounding box's grid, masked to the region
+        grid.mask = pde.region.inside(torch.as_tensor(grid.points())).numpy().reshape(grid.shape)
+        if grid.reference is not None:
+            grid.reference[~grid.mask] = np.nan
     return grid
 
 
@@ -104,7 +109,10 @@ def predict_grid(model: nn.Module, grid: EvalGrid, chunk: int = 65536) -> np.nda
         out = torch.cat([model(pts[i : i + chunk]) for i in range(0, pts.shape[0], chunk)])
     finally:
         model.train(was_training)
-    return out.double().cpu().numpy().reshape(*grid.shape, -1)
+    pred = out.double().cpu().numpy().reshape(*grid.shape, -1)
+    if grid.mask is not None:
+        pred[~grid.mask] = np.nan  # outside the region: no prediction
+    return pred
 
 
 def grid_errors(pred: np.ndarray, grid: EvalGrid, pde: PDE) -> Dict[str, float]:
@@ -113,16 +121,17 @@ def grid_errors(pred: np.ndarray, grid: EvalGrid, pde: PDE) -> Dict[str, float]:
     if grid.reference is None:
         return {}
     errs = {}
+    inside = Ellipsis if grid.mask is None else grid.mask  # a region: its grid points only
     for k, name in enumerate(pde.outputs):
-        errs[f"l2_rel/{name}"] = relative_l2(pred[..., k], grid.reference[..., k])
-        errs[f"max_abs/{name}"] = max_abs(pred[..., k], grid.reference[..., k])
+        errs[f"l2_rel/{name}"] = relative_l2(pred[..., k][inside], grid.reference[..., k][inside])
+        errs[f"max_abs/{name}"] = max_abs(pred[..., k][inside], grid.reference[..., k][inside])
     if pde.derived:
         mesh = grid.mesh()
         got = pde.derived_values(pred, mesh)
         want = pde.derived_values(grid.reference, mesh)
         for name in pde.derived:
-            errs[f"l2_rel/{name}"] = relative_l2(got[name], want[name])
-            errs[f"max_abs/{name}"] = max_abs(got[name], want[name])
+            errs[f"l2_rel/{name}"] = relative_l2(got[name][inside], want[name][inside])
+            errs[f"max_abs/{name}"] = max_abs(got[name][inside], want[name][inside])
     return errs
 
 
@@ -158,6 +167,8 @@ def residual_statistics(model: nn.Module, pde: PDE, grid: EvalGrid,
     try:
         p = next(model.parameters())
         pts = torch.as_tensor(grid.points(), dtype=p.dtype, device=p.device)
+        if grid.mask is not None:  # a region: its grid points only
+            pts = pts[torch.as_tensor(grid.mask.reshape(-1), device=p.device)]
         parts = []
         for i in range(0, pts.shape[0], chunk):
             q = pts[i : i + chunk]
@@ -173,3 +184,71 @@ def residual_statistics(model: nn.Module, pde: PDE, grid: EvalGrid,
         out[f"residual/{k}/rms"] = float(np.sqrt((a**2).mean()))
         out[f"residual/{k}/max_abs"] = float(a.max())
     return out
+
+
+def _quadrature(region, j: int, n: int) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    """Midpoint-rule nodes on piece ``j`` of a region (uniform by measure in the piece's unit
+    parameter, n in all; a square grid in 3-D), the outward normals there and the weight of
+    each node; the nodes off the region's boundary are dropped."""
+    rp, k = region.pieces[j], region.k
+    if k == 2:
+        u = ((torch.arange(n, dtype=torch.float64) + 0.5) / n)[:, None]
+    else:
+        m = max(int(round(n ** 0.5)), 1)
+        g = (torch.arange(m, dtype=torch.float64) + 0.5) / m
+        u = torch.cartesian_prod(g, g)
+        n = m * m
+    p, normal = rp.piece.draw(u)
+    if rp.flip:
+        normal = -normal
+    keep = region._keep(p, normal)
+    return p[keep], normal[keep], rp.piece.measure / n
+
+
+@torch.no_grad()
+def quantity_values(model: nn.Module, pde: PDE) -> Dict[str, float]:
+    """The problem's quantities (:mod:`pinn.pdes.quantities`) of the predict-mode network:
+    name -> value; {} for a problem without any."""
+    if not pde.quantities:
+        return {}
+    was_training = model.training
+    model.eval()
+    out: Dict[str, float] = {}
+    try:
+        p0 = next(model.parameters())
+        for q in pde.quantities:
+            if q.kind == "formula":
+                out[q.name] = float(q.expr({**pde.params, **out}))
+                continue
+            if q.kind == "at":
+                pts = torch.tensor([q.point], dtype=p0.dtype, device=p0.device)
+                normals, weight = None, 1.0
+                sets = [(pts, None, 1.0)]
+            else:
+                sets = []
+                for j in q.pieces:
+                    pts, normals, weight = _quadrature(pde.region, j, q.points)
+                    sets.append((pts.to(p0), normals.to(p0), weight))
+            total = 0.0
+            for pts, normals, weight in sets:
+                with torch.enable_grad():
+                    f = point_fields(model, pts, [d for _, d in q.fields], create_graph=False)
+                env = {**pde.params, **pde.columns(pts),
+                       **{name: f[d].detach() for name, d in q.fields}}
+                if normals is not None:
+                    env.update({f"n_{a}": normals[:, i:i + 1]
+                                for i, a in enumerate(pde.axes.space)})
+                v = q.expr(env)
+                v = v if isinstance(v, torch.Tensor) else torch.full_like(pts[:, :1], float(v))
+                total += float(v.double().sum()) * weight
+            out[q.name] = total
+    finally:
+        model.train(was_training)
+    return out
+
+
+def quantity_errors(values: Mapping[str, float], pde: PDE) -> Dict[str, float]:
+    """``rel/<name>``: |value - reference| / |reference| for the quantities with a reference
+    value."""
+    return {f"rel/{k}": abs(values[k] - ref) / abs(ref) if ref != 0 else abs(values[k])
+            for k, ref in pde.reference_quantities.items() if k in values}

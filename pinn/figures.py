@@ -24,9 +24,16 @@ def headline(problem: str, step: int, pred: np.ndarray, ref: Optional[np.ndarray
     """The title a figure carries: problem, run, step and the relative L2 error of ``name``."""
     parts = [problem] + ([run] if run else []) + [f"step {step}"]
     if ref is not None:
+        given = np.isfinite(ref)  # nan outside a region of shapes
+        pred, ref = pred[given], ref[given]
         rel = float(np.linalg.norm(pred - ref) / max(np.linalg.norm(ref), 1e-300))
         parts.append(f"relative L2 of {name} {rel:.2e}")
     return " | ".join(parts)
+
+
+def _extreme(fn, data: np.ndarray) -> float:
+    """``np.nanmin``/``np.nanmax`` of ``data``; nan when every entry is nan (no warning)."""
+    return float(fn(data)) if np.isfinite(data).any() else float("nan")
 
 
 def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
@@ -42,7 +49,7 @@ def prediction_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray,
 
 def plane_figure(h: np.ndarray, v: np.ndarray, pred: np.ndarray, ref: Optional[np.ndarray],
                  h_label: str, v_label: str, name: str = "u", field: str = "",
-                 title: str = ""):
+                 title: str = "", aspect: str = "auto"):
     """Prediction, reference and absolute error of one output over a plane: arrays (Nv, Nh),
     ``h`` across and ``v`` up.
 
@@ -57,23 +64,25 @@ def plane_figure(h: np.ndarray, v: np.ndarray, pred: np.ndarray, ref: Optional[n
     if ref is not None:
         err = np.abs(pred - ref)
         panels += [(f"reference {field}", ref, "viridis"),
-                   (f"|error| of {name}, max {float(err.max()):.2e} (log scale)", err, "magma")]
+                   (f"|error| of {name}, max {float(np.nanmax(err)):.2e} (log scale)", err,
+                    "magma")]
     from matplotlib.colors import LogNorm
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6),
                              constrained_layout=True, squeeze=False)
     extent = (h[0], h[-1], v[0], v[-1])
-    vmin = min(float(p.min()) for _, p, c in panels if c == "viridis")
-    vmax = max(float(p.max()) for _, p, c in panels if c == "viridis")
+    # nan outside a region of shapes: drawn empty (holes stay holes)
+    vmin = min(_extreme(np.nanmin, p) for _, p, c in panels if c == "viridis")
+    vmax = max(_extreme(np.nanmax, p) for _, p, c in panels if c == "viridis")
     for ax, (panel, data, cmap) in zip(axes[0], panels):
         if cmap == "viridis":
             lim = {"vmin": vmin, "vmax": vmax}
         else:
-            top = max(float(data.max()), 1e-300)
+            top = max(_extreme(np.nanmax, data), 1e-300)
             lim = {"norm": LogNorm(vmin=top * 10.0**-ERROR_DECADES, vmax=top)}
             data = np.maximum(data, top * 10.0**-ERROR_DECADES)  # exact zeros have no log
-        im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap, **lim)
+        im = ax.imshow(data, origin="lower", aspect=aspect, extent=extent, cmap=cmap, **lim)
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel(h_label)
         ax.set_ylabel(v_label)
@@ -111,9 +120,9 @@ def grid_figures(axes: Sequence[str], coords: Sequence[np.ndarray], pred: np.nda
         return [("", line_figure(coords[0], pred, ref, axes[0], name, title))]
     if tuple(axes) == ("x", "t"):
         return [("", prediction_figure(coords[0], coords[1], pred, ref, name, title))]
-    if len(axes) == 2:
+    if len(axes) == 2:  # two space axes: drawn to scale (a disk stays round)
         return [("", plane_figure(coords[0], coords[1], pred, ref, axes[0], axes[1], name,
-                                  title=title))]
+                                  title=title, aspect="equal" if "t" not in axes else "auto"))]
     out = []
     last = coords[-1]
     for i in sorted({0, len(last) // 2, len(last) - 1}):

@@ -101,6 +101,74 @@ def _boundary_misfits(model: nn.Module, pde: PDE, faces: Sequence[torch.Tensor],
     return out
 
 
+def _piece_misfits(model: nn.Module, pde: PDE, batch: Batch,
+                   **engine) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """The squared misfits of the conditions on a region's pieces, summed, and how many values
+    they are: (sum, count), 0-dim tensors; None when no point is conditioned.
+
+    Each boundary point takes the conditions of its entry (:func:`pinn.pdes.boundary.assign`);
+    Dirichlet: u - g, Neumann: du/dn - g, Robin: a u + b du/dn - g, with n the region's exact
+    outward normal (``batch.normals``) and du/dn = sum_i n_i du/dx_i. Masks keep the shapes
+    fixed from draw to draw."""
+    from pinn.pdes.boundary import assign
+
+    total, count = None, None
+    d, k = pde.axes.dim, pde.region.k
+    # Under distance functions (pinn.nn.distance) every Dirichlet condition holds exactly.
+    hard = getattr(getattr(model, "output_transform", None), "imposes_dirichlet", False)
+    for j, (pts, normals) in enumerate(zip(batch.boundary, batch.normals)):
+        entries = [(i, e) for i, e in enumerate(pde.entries) if j in e.pieces and e.conditions]
+        if pts.shape[0] == 0 or not entries:
+            continue
+        env = {**pde.params, **pde.columns(pts)}
+        which = assign(pde.entries, pde.region, j, pts, env)
+        values = [Derivative(o, (0,) * d) for o in range(pde.n_out)]
+        grads = [[Derivative(o, tuple(int(a == i) for a in range(d))) for o in range(pde.n_out)]
+                 for i in range(k)]
+        if any(e.needs_gradient for _, e in entries):
+            f = point_fields(model, pts, values + [g for row in grads for g in row], **engine)
+            U = _columns(f, values)
+            dUdn = sum(normals[:, i:i + 1] * _columns(f, grads[i]) for i in range(k))
+        else:
+            U, dUdn = model(pts), None
+        for i, e in entries:
+            mask = (which == i).to(pts.dtype)[:, None]  # (m, 1)
+            for c in e.conditions:
+                if hard and c.kind == "dirichlet":
+                    continue
+                g = pde.condition_values(c, pts)
+                cols = list(c.outputs)
+                if c.kind == "dirichlet":
+                    r = U[:, cols] - g
+                elif c.kind == "neumann":
+                    r = dUdn[:, cols] - g
+                else:
+                    r = (pde.expressions_at(c.a, pts) * U[:, cols]
+                         + pde.expressions_at(c.b, pts) * dUdn[:, cols] - g)
+                sq = (mask * r.square()).sum()
+                n = mask.sum() * len(cols)
+                total = sq if total is None else total + sq
+                count = n if count is None else count + n
+    return None if total is None else (total, count)
+
+
+def piece_values_per_point(pde: PDE, piece: int, points: torch.Tensor,
+                           hard: bool = False) -> torch.Tensor:
+    """How many misfit values each point (N, d) of a region's ``piece`` gives (the outputs its
+    entry conditions; 0 where free; Dirichlet conditions not counted when ``hard``, imposed by
+    distance functions): (N,). A rank's share of the ``bc`` term is its share of these
+    values."""
+    from pinn.pdes.boundary import assign
+
+    env = {**pde.params, **pde.columns(points)}
+    which = assign(pde.entries, pde.region, piece, points, env)
+    per_entry = torch.tensor([sum(len(c.outputs) for c in e.conditions
+                                  if not (hard and c.kind == "dirichlet"))
+                              for e in pde.entries]
+                             + [0], dtype=torch.float64, device=points.device)
+    return per_entry[which]  # -1 (uncovered) reads the trailing 0
+
+
 class CausalWeighting:
     """Causal weighting of the residual in time (Wang, Sankaran & Perdikaris, "Respecting
     causality for training physics-informed neural networks", CMAME 421, 116813, 2024, eqs.
@@ -244,7 +312,11 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
                                                  batch.interior[:, -1:])}
         if "ic" not in imposed and batch.initial.shape[0] > 0:
             terms["ic"] = _initial_misfit(model, pde, batch.initial, **eng).square().mean()
-        if "bc" not in imposed:
+        if "bc" not in imposed and batch.boundary:
+            pieces = _piece_misfits(model, pde, batch, **eng)
+            if pieces is not None:
+                terms["bc"] = pieces[0] / pieces[1].clamp(min=1)
+        elif "bc" not in imposed:
             misfits = _boundary_misfits(model, pde, batch.faces, **eng)
             if misfits:
                 terms["bc"] = torch.cat(misfits).square().mean()

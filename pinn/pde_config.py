@@ -46,6 +46,10 @@ class PDEConfig:
             (e.g. [x, y] or [x, y, t]); null: a problem written the 1-D way, in (x, t) on
             [x_min, x_max] x [t_min, t_max] with pde.boundary
         domain: with axes: the interval of every axis, axis: [lower, upper]
+        geometry: with axes: the space part of the domain as shapes and set operations
+            (rectangle, disk, ellipse, polygon; box, sphere, cylinder; union, intersection,
+            difference; see pinn/geometry/csg.py); pde.domain then gives only t's interval,
+            and pde.conditions names the boundary pieces (see pinn/pdes/boundary.py)
         periodic: with axes: space axes whose two faces are identified (values and first
             derivatives agree)
         conditions: with axes: a condition per face (left, right, bottom, top in 2-D; x_min,
@@ -76,6 +80,11 @@ class PDEConfig:
         eval_nt: points in t of that grid
         derived: quantities of the outputs whose errors are reported too, name: expression in
             the outputs, x, t and the parameters (NLS: {h_abs: sqrt(u**2 + v**2)})
+        quantities: derived quantities logged beside the errors (quantity/<name>): integrals
+            over boundary pieces {integral: <expression>, on: <piece>}, point values {at:
+            [coordinates], value: <expression>}, or expressions of earlier ones; see
+            pinn/pdes/quantities.py
+        reference_quantities: published values of quantities, name: value (error/rel/<name>)
         unknown: coefficients of the residual learned from observations (data.file), name:
             {init, transform: linear|log, scale}; a value in params is the true one
     """
@@ -84,6 +93,7 @@ class PDEConfig:
     outputs: List[str] = field(default_factory=lambda: ["u"])
     axes: Optional[List[str]] = None
     domain: Dict[str, Any] = field(default_factory=dict)
+    geometry: Any = None
     periodic: List[str] = field(default_factory=list)
     conditions: Dict[str, Any] = field(default_factory=dict)
     eval_points: Dict[str, int] = field(default_factory=dict)
@@ -104,3 +114,5 @@ class PDEConfig:
     eval_nx: int = 256
     eval_nt: int = 101
     derived: Dict[str, Any] = field(default_factory=dict)
+    quantities: Dict[str, Any] = field(default_factory=dict)
+    reference_quantities: Dict[str, Any] = field(default_factory=dict)

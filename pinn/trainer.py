@@ -22,7 +22,8 @@ from pinn.checkpoint import Checkpoint, save_checkpoint
 from pinn.config import choice
 from pinn.data import Observations
 from pinn.device import device_info
-from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid
+from pinn.evaluation import (EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid,
+                             quantity_errors, quantity_values)
 from pinn.figures import output_figures
 from pinn.logs import RunLogger
 from pinn.losses import weighted_total
@@ -65,6 +66,7 @@ class Trainer:
         self.stop_reason: Optional[str] = None  # training ended early (budget, stalled search)
         self.last_terms: Dict[str, float] = {}
         self.last_errors: Dict[str, float] = {}
+        self.quantities: Dict[str, float] = {}
         self.guard = RollbackGuard(cfg.trainer, self.optimizers, self.event_log, logger)
         self.stop_requested: Optional[str] = None  # set by a signal handler: "SIGTERM", ...
         # Called at each evaluation with (step, {"error/...": .., "loss/...": ..}); a returned
@@ -241,7 +243,10 @@ class Trainer:
         pred = predict_grid(self.model, self.grid)
         # At a reference file's nodes where the problem has one, else on the grid.
         errors = node_errors(self.model, self.pde) or grid_errors(pred, self.grid, self.pde)
+        self.quantities = quantity_values(self.model, self.pde)  # drag, lift, ... if any
+        errors.update(quantity_errors(self.quantities, self.pde))
         self.logger.scalars({f"error/{k}": v for k, v in errors.items()}, self.step)
+        self.logger.scalars({f"quantity/{k}": v for k, v in self.quantities.items()}, self.step)
         if with_figure and self.cfg.log.figures and self.logger.writer is not None:
             for tag, fig in output_figures(self.grid, pred, self.pde.outputs, self.cfg.pde.name,
                                            self.step, self.paths.root.name):
@@ -361,6 +366,7 @@ class Trainer:
         if self.data is not None:
             metrics["data_points"] = len(self.data)
         metrics.update({f"error/{k}": v for k, v in (errors or {}).items()})
+        metrics.update({f"quantity/{k}": v for k, v in self.quantities.items()})
         if self.bn.has_bn:
             metrics["bn_mode"] = self.bn_mode
             metrics["divergence_time_s"] = self.clock.divergence_seconds

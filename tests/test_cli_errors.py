@@ -20,8 +20,9 @@ CASES = [
     (["model.width=abc"], "model.width='abc' is not allowed: an integer"),
     (["trainer.max_minutes=abc"], "trainer.max_minutes='abc' is not allowed: a number"),
     (["pde=burger"], "pde=burger is not allowed: one of advection, allen_cahn, burgers, "
-                     "burgers_inverse, cavity, heat, heat2d, helmholtz2d, kdv, klein_gordon, "
-                     "kovasznay, kuramoto_sivashinsky, nls, poisson2d, poisson3d, taylor_green, "
+                     "burgers_inverse, cavity, cylinder, heat, heat2d, heat_annulus, "
+                     "helmholtz2d, kdv, klein_gordon, kovasznay, kuramoto_sivashinsky, "
+                     "laplace_lshape, nls, poisson2d, poisson3d, poisson_holes, taylor_green, "
                      "wave (did you mean burgers?)"),
     (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
                             "burgers_bn, burgers_inverse, heat_inverse, heat_quick, kdv_precise, "

@@ -75,9 +75,10 @@ def test_evaluate_help_and_a_typo_before_help(tmp_path):
     r = run_cli(["pde=hea", "--help"], cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: pde=hea is not allowed: one of advection, allen_cahn, "
-                                "burgers, burgers_inverse, cavity, heat, heat2d, helmholtz2d, kdv, "
-                                "klein_gordon, kovasznay, kuramoto_sivashinsky, nls, poisson2d, "
-                                "poisson3d, taylor_green, wave (did you mean heat?)")
+                                "burgers, burgers_inverse, cavity, cylinder, heat, heat2d, "
+                                "heat_annulus, helmholtz2d, kdv, klein_gordon, kovasznay, "
+                                "kuramoto_sivashinsky, laplace_lshape, nls, poisson2d, poisson3d, "
+                                "poisson_holes, taylor_green, wave (did you mean heat?)")
 
 
 def test_option_descriptions_come_from_the_first_comment(tmp_path):

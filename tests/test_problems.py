@@ -43,9 +43,13 @@ def test_every_problem_trains_a_few_steps(name, tmp_path):
     assert {k for k in metrics if k.startswith("loss/") and k != "loss/total"} == {
         f"loss/{k}" for k in terms}
     assert all(np.isfinite(metrics[f"loss/{k}"]) for k in terms)
-    compared = pde.reference_data.outputs if pde.reference_data is not None else pde.outputs
+    compared = pde.reference_data.outputs if pde.reference_data is not None else (
+        pde.outputs if pde.has_exact or pde.reference_name else ())
     for o in compared:
         assert f"error/l2_rel/{o}" in metrics
+    for q in pde.reference_quantities:  # a problem compared by its quantities (the cylinder)
+        assert np.isfinite(metrics[f"error/rel/{q}"]) and f"quantity/{q}" in metrics
+    assert compared or pde.reference_quantities
 
 
 @pytest.mark.parametrize("name", CLOSED_FORM)

@@ -33,7 +33,11 @@ def build_model(cfg: DictConfig, pde: PDE) -> MLP:
                               fourier_sigma=float(m.fourier_sigma), generator=g,
                               n_in=pde.axes.dim, periodic_axes=periodic_axes or (0,))
     transform = None
-    if (m.hard_initial or m.hard_boundary) and pde.axes.names != ("x", "t"):
+    if m.hard_boundary and pde.region is not None:  # shapes: approximate distance functions
+        from pinn.nn.distance import build_distance_constraint
+
+        transform = build_distance_constraint(pde, bool(m.hard_initial))
+    elif (m.hard_initial or m.hard_boundary) and pde.axes.names != ("x", "t"):
         transform = build_hard_constraint(pde, bool(m.hard_initial), bool(m.hard_boundary))
     elif m.hard_initial or m.hard_boundary:
         transform = HardInitial(

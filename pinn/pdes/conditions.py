@@ -145,13 +145,13 @@ def _per_output(value: Any, outputs: Sequence[str], where: str) -> Dict[int, str
     return {k: _source(v) for k, v in enumerate(values)}
 
 
-def _by_output(value: Mapping[str, Any], outputs: Sequence[str], where: str) -> Dict[int, str]:
+def _by_output(value: Mapping[str, Any], outputs: Sequence[str], where: str,
+               kinds: str = ", ".join(CONDITION_KINDS)) -> Dict[int, str]:
     out = {}
     for name, v in value.items():
         if str(name) not in outputs:
             raise ValueError(f"{where}.{name}: not an output; the outputs are "
-                             f"{', '.join(outputs)} (kinds: {', '.join(CONDITION_KINDS)}, "
-                             "or free)")
+                             f"{', '.join(outputs)} (kinds: {kinds}, or free)")
         out[list(outputs).index(str(name))] = _source(v)
     if not out:
         raise ValueError(f"{where}: no output named; e.g. {outputs[0]}: \"0\"")

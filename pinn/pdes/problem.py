@@ -121,8 +121,15 @@ class PDE:
                     raise ValueError(f"pde.{k}: a steady problem (no t among pde.axes) has no "
                                      "initial condition; remove it or add t to pde.axes")
             self.initial_exprs, self.initial_velocity_exprs = [], []
+        self.entries: List[Any] = []  # conditions on the pieces of a region (pde.geometry)
         if self.legacy:
             self.conditions = self._legacy_boundary(cfg.get("boundary") or {}, p)
+        elif self.region is not None:
+            from pinn.pdes.boundary import parse_piece_conditions
+
+            self.conditions, self.boundary_kind, self.boundary_exprs = [], None, {}
+            self.entries = parse_piece_conditions(cfg.get("conditions"), self.region,
+                                                  self.outputs, self.params)
         else:
             if cfg.get("boundary") is not None and dict(cfg.get("boundary")) != {
                     "kind": "dirichlet", "left": "0", "right": "0"}:
@@ -141,6 +148,10 @@ class PDE:
                                          axis_names | p | set(self.outputs),
                                          key=f"pde.derived.{k}")
         self._check_unknowns()
+        from pinn.pdes.quantities import parse_quantities
+
+        self.quantities, self.reference_quantities = parse_quantities(
+            cfg.get("quantities"), cfg.get("reference_quantities"), self)
         self.reference_data = self._reference_file(cfg.get("reference_file"),
                                                    cfg.get("reference_outputs"))
         self.reference_name: Optional[str] = cfg.get("reference")
@@ -173,6 +184,11 @@ class PDE:
                              f"give the bounds in pde.domain ({given[0][0]}: [lower, upper])")
         axes = Axes.parse(list(cfg.get("axes")))
         spec = cfg.get("domain") or {}
+        if cfg.get("geometry") is not None:
+            from pinn.geometry.region import region_from_config
+
+            return axes, region_from_config(cfg.get("geometry"), axes, spec,
+                                            cfg.get("periodic"))
         if not _is_mapping(spec):
             raise ValueError("pde.domain: a mapping axis: [lower, upper], e.g. {x: [0, 1], "
                              "y: [0, 1]}")
@@ -279,7 +295,9 @@ class PDE:
         in_residual = {n for e in self.residuals for n in e.names}
         elsewhere = {"pde.initial": self.initial_exprs,
                      "pde.initial_velocity": self.initial_velocity_exprs,
-                     "pde.conditions": [e for c in self.conditions for e in c.values]}
+                     "pde.conditions": [e for c in self.conditions for e in c.values]
+                     + [e for en in self.entries for c in en.conditions
+                        for e in (*c.values, *c.a, *c.b)]}
         for name in self.unknown:
             if name not in in_residual:
                 raise ValueError(f"pde.unknown.{name}: {name} does not appear in pde.residual; "
@@ -319,6 +337,13 @@ class PDE:
     @property
     def has_exact(self) -> bool:
         return bool(self.exact_exprs)
+
+    @property
+    def region(self):
+        """The region of a problem on shapes (``pde.geometry``), else None (a box)."""
+        from pinn.geometry.region import Region
+
+        return self.domain if isinstance(self.domain, Region) else None
 
     @property
     def steady(self) -> bool:
@@ -397,6 +422,10 @@ class PDE:
     def condition_values(self, condition: Condition, points: torch.Tensor) -> torch.Tensor:
         """The prescribed values of ``condition`` at ``points`` (N, d): (N, its outputs)."""
         return self._eval(condition.values, points[:, :1], **self.columns(points))
+
+    def expressions_at(self, exprs: Sequence[Expression], points: torch.Tensor) -> torch.Tensor:
+        """Expressions in the axes and parameters at ``points`` (N, d): (N, len(exprs))."""
+        return self._eval(exprs, points[:, :1], **self.columns(points))
 
     def initial(self, x: torch.Tensor) -> torch.Tensor:
         """u(x, t_min) of a problem in (x, t): x (N, 1) -> (N, n_out)."""

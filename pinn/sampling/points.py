@@ -10,6 +10,7 @@ from torch.quasirandom import SobolEngine
 
 from pinn.coords import Axes
 from pinn.geometry import Domain
+from pinn.geometry.region import Region
 from pinn.sampling.rad import rad_select
 
 # points (M, d) -> (M,) absolute PDE residual of candidate points
@@ -26,11 +27,15 @@ class Batch:
         faces: per space axis, the boundary points of its two faces: rows [:m] on the lower
             face, [m:] on the upper face, with the same other coordinates (periodic conditions
             compare the two halves point by point).
+        boundary, normals: in a region of shapes (:class:`pinn.geometry.Region`), the points
+            (m, d) of each boundary piece and the outward unit normals there (m, k).
     """
 
     interior: torch.Tensor
     initial: torch.Tensor
     faces: Tuple[torch.Tensor, ...] = field(default_factory=tuple)
+    boundary: Tuple[torch.Tensor, ...] = field(default_factory=tuple)
+    normals: Tuple[torch.Tensor, ...] = field(default_factory=tuple)
 
     # -- the 1-D conveniences: (x, t) columns of a problem on an interval in time -----------
     @property
@@ -64,8 +69,12 @@ class Batch:
                      (torch.cat([x_bc, t_bc], dim=1),))
 
     def state_dict(self) -> Dict[str, object]:
-        return {"interior": self.interior.clone(), "initial": self.initial.clone(),
-                "faces": [f.clone() for f in self.faces]}
+        state = {"interior": self.interior.clone(), "initial": self.initial.clone(),
+                 "faces": [f.clone() for f in self.faces]}
+        if self.boundary:
+            state["boundary"] = [b.clone() for b in self.boundary]
+            state["normals"] = [n.clone() for n in self.normals]
+        return state
 
     @staticmethod
     def from_state(state: Dict[str, object], device: torch.device) -> "Batch":
@@ -76,7 +85,9 @@ class Batch:
             return Batch.from_xt(*(to(state[k]) for k in
                                    ("x_int", "t_int", "x_ic", "t_ic", "x_bc", "t_bc")))
         return Batch(to(state["interior"]), to(state["initial"]),
-                     tuple(to(f) for f in state["faces"]))
+                     tuple(to(f) for f in state["faces"]),
+                     tuple(to(b) for b in state.get("boundary", ())),
+                     tuple(to(n) for n in state.get("normals", ())))
 
 
 class Sampler:
@@ -113,18 +124,26 @@ class Sampler:
             raise ValueError(f"sampler.kind={kind!r} is not allowed: one of uniform, sobol")
         self.kind = kind
         self.rad = rad
-        if not isinstance(domain, Domain):  # (x_min, x_max, t_min, t_max): the 1-D form
+        if not isinstance(domain, (Domain, Region)):  # (x_min, x_max, t_min, t_max): 1-D
             x0, x1, t0, t1 = domain
             domain = Domain(Axes(("x",), True), [(x0, x1), (t0, t1)])
         self.domain = domain
+        self.region = domain if isinstance(domain, Region) else None
         self.n_interior = n_interior
         self.n_initial = n_initial if domain.axes.time else 0
-        self.pairs = domain.boundary_split(n_boundary)
+        self.pairs = () if self.region else domain.boundary_split(n_boundary)
+        self.per_piece = self.region.boundary_split(n_boundary) if self.region else ()
         self.dtype = dtype
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.generator = generator
         d = domain.dim
-        if kind == "sobol":
+        if kind == "sobol" and self.region is not None:
+            # One engine per set: interior, initial, then one per boundary piece.
+            columns = self.region.unit_columns()
+            seeds = torch.randint(0, 2**31 - 1, (len(columns),), generator=generator).tolist()
+            self._engines = {k: SobolEngine(max(c, 1), scramble=True, seed=s)
+                             for (k, c), s in zip(columns.items(), seeds)}
+        elif kind == "sobol":
             # One engine per set: interior, initial, then one per pair of faces (in one
             # space dimension plus time: interior, initial, boundary).
             seeds = torch.randint(0, 2**31 - 1, (2 + len(self.pairs),),
@@ -145,7 +164,20 @@ class Sampler:
         return torch.rand(n, dim, generator=self.generator, dtype=torch.float64)
 
     def _interior(self, n: int) -> torch.Tensor:  # (n, d), float64
+        if self.region is not None:
+            return self.region.interior(n, lambda m: self._unit("int", m, self.domain.dim))
         return self.domain.interior(self._unit("int", n, self.domain.dim))
+
+    def _region_sets(self) -> Tuple[torch.Tensor, Tuple, Tuple]:
+        """The initial set and each piece's points and normals of a region (float64)."""
+        reg, cols = self.region, self.region.unit_columns()
+        if reg.axes.time:
+            initial = reg.initial(self.n_initial, lambda m: self._unit("ic", m, reg.k))
+        else:
+            initial = torch.zeros(0, reg.dim, dtype=torch.float64)
+        drawn = [reg.boundary(j, m, lambda r, j=j: self._unit(f"piece{j}", r, cols[f"piece{j}"]))
+                 for j, m in enumerate(self.per_piece)]
+        return initial, tuple(p for p, _ in drawn), tuple(n for _, n in drawn)
 
     def sample(self, residual: Optional[Residual] = None) -> Batch:
         """A new draw; with ``residual`` and RAD configured, adaptive interior points.
@@ -163,6 +195,11 @@ class Sampler:
                                        self.generator)]
         else:
             interior = self._interior(self.n_interior)
+        to = self._to
+        if self.region is not None:
+            initial, points, normals = self._region_sets()
+            return Batch(to(interior), to(initial), (), tuple(to(p) for p in points),
+                         tuple(to(n) for n in normals))
         if dom.axes.time:
             initial = dom.initial(self._unit("ic", self.n_initial, d - 1))
         else:

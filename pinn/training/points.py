@@ -19,7 +19,7 @@ from pinn.config import choice
 from pinn.data import Observations
 from pinn.distributed import Group
 from pinn.losses import (CausalWeighting, boundary_values_per_pair, grad_norm_weights,
-                         loss_terms, residual_magnitude)
+                         loss_terms, piece_values_per_point, residual_magnitude)
 from pinn.nn.norm import running_statistics_fixed
 from pinn.pdes.problem import PDE
 from pinn.sampling import Batch, Sampler
@@ -91,8 +91,10 @@ class PointSets:
         if self.group is None:
             self.batch, self.shares = batch, None
             return
-        self.batch, self.shares = distributed.shard_batch(batch, self.group,
-                                                          boundary_values_per_pair(self.pde))
+        self.batch, self.shares = distributed.shard_batch(
+            batch, self.group, boundary_values_per_pair(self.pde),
+            lambda j, p: piece_values_per_point(self.pde, j, p, getattr(
+                getattr(self.model, "output_transform", None), "imposes_dirichlet", False)))
         self.shares["data"] = self.data_share
 
     def terms(self, step: int) -> Dict[str, torch.Tensor]:
