@@ -338,3 +338,45 @@ def test_hard_conditions_refuse_a_piece_cut_inside_the_domain():
                                    "radius": 1}, "residual": "lap(u)", "conditions": {"s": "0"}})
     with pytest.raises(ValueError, match=r"distance functions for 3-D shapes are not available"):
         build_distance_constraint(box3, False)
+
+
+class Smooth(torch.nn.Module):
+    """Two outputs that miss every condition: sin(3x) y and x y^2."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros((), dtype=F64))
+
+    def forward(self, p):
+        return torch.stack([torch.sin(3 * p[:, 0]) * p[:, 1], p[:, 0] * p[:, 1] ** 2], 1)
+
+
+HOLES_LIKE = {"difference": [{"shape": "rectangle", "name": "walls", "min": [0, 0],
+                              "max": [1, 1]},
+                             {"shape": "disk", "name": "hole", "center": [0.5, 0.5],
+                              "radius": 0.2}]}
+
+
+def test_the_ranks_bc_terms_on_pieces_sum_to_the_single_process_term():
+    # A where entry with one output beside walls with two: the values per point are uneven,
+    # so the shares must count values, not points.
+    from pinn import distributed
+    from pinn.losses import piece_values_per_point
+
+    pde = build_pde({"name": "c", "axes": ["x", "y"], "outputs": ["u", "v"],
+                     "geometry": HOLES_LIKE, "residual": ["lap(u)", "lap(v)"],
+                     "conditions": {"walls": {"u": "0", "v": "0"},
+                                    "hole": {"neumann": {"u": "0"}},
+                                    "lid": {"where": "y > 1 - 1e-9", "u": "1"}}})
+    batch = batch_of(pde, nb=101)
+    model = Smooth()
+    whole = float(loss_terms(model, pde, batch)["bc"])
+    for world in (2, 3):
+        total = 0.0
+        for r in range(world):
+            group = distributed.Group(r, world, r, "gloo", torch.device("cpu"))
+            local, shares = distributed.shard_batch(
+                batch, group, None, lambda j, p: piece_values_per_point(pde, j, p))
+            terms = loss_terms(model, pde, local, shares={**shares, "data": 1.0})
+            total += float(terms["bc"]) if "bc" in terms else 0.0
+        assert total == pytest.approx(whole, rel=1e-12)
