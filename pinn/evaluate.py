@@ -21,7 +21,7 @@ from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR
 from pinn.device import device_info
 from pinn.evaluation import (grid_counts, grid_errors, make_eval_grid, node_errors,
-                             quantity_errors, quantity_values,
+                             profiles, quantity_errors, quantity_values, write_profiles,
                              predict_grid, residual_statistics)
 from pinn.figures import grid_figures, headline, prediction_figure, pyplot, slices_figure
 from pinn.paths import RunPaths
@@ -71,6 +71,7 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
     grid = make_eval_grid(pde, counts=counts)
     pred = predict_grid(model, grid)  # (*grid.shape, n_out)
     quantities = quantity_values(model, pde)
+    write_profiles(profiles(model, pde), paths.root / "profiles", pde)
     result = {"run_dir": str(paths.root),
               "grid": {"nx": counts["x"], "nt": counts["t"]} if xt else counts,
               **device_info(next(model.parameters()).device),

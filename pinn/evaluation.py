@@ -220,6 +220,8 @@ def quantity_values(model: nn.Module, pde: PDE) -> Dict[str, float]:
             if q.kind == "formula":
                 out[q.name] = float(q.expr({**pde.params, **out}))
                 continue
+            if q.kind == "line":
+                continue  # a profile: see profiles()
             if q.kind == "at":
                 pts = torch.tensor([q.point], dtype=p0.dtype, device=p0.device)
                 normals, weight = None, 1.0
@@ -252,3 +254,47 @@ def quantity_errors(values: Mapping[str, float], pde: PDE) -> Dict[str, float]:
     value."""
     return {f"rel/{k}": abs(values[k] - ref) / abs(ref) if ref != 0 else abs(values[k])
             for k, ref in pde.reference_quantities.items() if k in values}
+
+
+@torch.no_grad()
+def profiles(model: nn.Module, pde: PDE) -> Dict[str, np.ndarray]:
+    """The problem's profiles (``line`` quantities) of the predict-mode network: name ->
+    (points, d + 2) array, columns the distance along the line, the coordinates, the value."""
+    lines = [q for q in pde.quantities if q.kind == "line"]
+    if not lines:
+        return {}
+    was_training = model.training
+    model.eval()
+    out: Dict[str, np.ndarray] = {}
+    try:
+        p0 = next(model.parameters())
+        for q in lines:
+            d = pde.axes.dim
+            a = torch.tensor(q.point[:d], dtype=torch.float64)
+            b = torch.tensor(q.point[d:], dtype=torch.float64)
+            s = torch.linspace(0, 1, q.points, dtype=torch.float64)[:, None]
+            pts = (a + s * (b - a)).to(p0)
+            with torch.enable_grad():
+                f = point_fields(model, pts, [d_ for _, d_ in q.fields], create_graph=False)
+            env = {**pde.params, **pde.columns(pts),
+                   **{name: f[d_].detach() for name, d_ in q.fields}}
+            v = q.expr(env)
+            v = v if isinstance(v, torch.Tensor) else torch.full_like(pts[:, :1], float(v))
+            dist = s * float((b - a).norm())
+            out[q.name] = torch.cat([dist, pts.double().cpu(), v.double().cpu()], 1).numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def write_profiles(values: Mapping[str, np.ndarray], folder, pde: PDE) -> None:
+    """Each profile as ``<folder>/<name>.csv`` (header: s, the axes, the name)."""
+    from pathlib import Path
+
+    if not values:
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, table in values.items():
+        header = ",".join(["s", *pde.axes.names, name])
+        np.savetxt(folder / f"{name}.csv", table, delimiter=",", header=header, comments="")

@@ -23,7 +23,7 @@ from pinn.config import choice
 from pinn.data import Observations
 from pinn.device import device_info
 from pinn.evaluation import (EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid,
-                             quantity_errors, quantity_values)
+                             profiles, quantity_errors, quantity_values, write_profiles)
 from pinn.figures import output_figures
 from pinn.logs import RunLogger
 from pinn.losses import weighted_total
@@ -244,6 +244,7 @@ class Trainer:
         # At a reference file's nodes where the problem has one, else on the grid.
         errors = node_errors(self.model, self.pde) or grid_errors(pred, self.grid, self.pde)
         self.quantities = quantity_values(self.model, self.pde)  # drag, lift, ... if any
+        write_profiles(profiles(self.model, self.pde), self.paths.root / "profiles", self.pde)
         errors.update(quantity_errors(self.quantities, self.pde))
         self.logger.scalars({f"error/{k}": v for k, v in errors.items()}, self.step)
         self.logger.scalars({f"quantity/{k}": v for k, v in self.quantities.items()}, self.step)

@@ -25,9 +25,9 @@ CASES = [
                      "laplace_lshape, nls, poisson2d, poisson3d, poisson_holes, taylor_green, "
                      "wave (did you mean burgers?)"),
     (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
-                            "burgers_bn, burgers_inverse, heat_inverse, heat_quick, kdv_precise, "
-                            "nls_precise, poisson3d_precise, precise, raissi_burgers, "
-                            "wave_precise (did you mean precise?)"),
+                            "burgers_bn, burgers_inverse, cylinder_precise, heat_inverse, "
+                            "heat_quick, kdv_precise, nls_precise, poisson3d_precise, precise, "
+                            "raissi_burgers, wave_precise (did you mean precise?)"),
     (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
                             "ssbroyden (did you mean ssbroyden?)"),
     (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),

@@ -252,6 +252,9 @@ def test_quantities_integrate_the_traction_on_the_cylinder_exactly():
                                               r"the domain"),
     ({"q": {"at": [0.5], "value": "p"}}, r"pde.quantities.q.at: 1 coordinate\(s\)"),
     ({"nu": "1"}, r"pde.quantities.nu: not allowed as a name"),
+    ({"w": {"line": {"from": [0.2, 0.2], "to": [1, 0.2]}, "value": "u"}},
+     r"pde.quantities.w.line.from: \[0.2, 0.2\] is outside the domain"),
+    ({"w": {"line": {"from": [0.3, 0.2]}, "value": "u"}}, r"pde.quantities.w: a profile takes"),
     ({"q": "F_x + 1"}, r"pde.quantities.q: .*F_x"),
 ])
 def test_bad_quantities_are_refused_in_one_line(quantities, match):
@@ -380,3 +383,17 @@ def test_the_ranks_bc_terms_on_pieces_sum_to_the_single_process_term():
             terms = loss_terms(model, pde, local, shares={**shares, "data": 1.0})
             total += float(terms["bc"]) if "bc" in terms else 0.0
         assert total == pytest.approx(whole, rel=1e-12)
+
+
+def test_profiles_along_a_line_are_written_with_their_coordinates(tmp_path):
+    from pinn.evaluation import profiles, write_profiles
+
+    pde = build_pde(compose_cfg(["pde=cylinder"]).pde)
+    got = profiles(Flow(), pde)["wake_u"]  # u = y^2 on y = 0.2 from x = 0.25 to 2.2
+    assert got.shape == (196, 4)
+    assert np.allclose(got[:, 1], np.linspace(0.25, 2.2, 196), atol=1e-15)
+    assert np.allclose(got[:, 3], 0.04, atol=1e-15) and got[-1, 0] == pytest.approx(1.95)
+    write_profiles({"wake_u": got}, tmp_path, pde)
+    back = np.loadtxt(tmp_path / "wake_u.csv", delimiter=",", skiprows=1)
+    assert np.array_equal(back, got)
+    assert (tmp_path / "wake_u.csv").read_text().splitlines()[0] == "s,x,y,wake_u"

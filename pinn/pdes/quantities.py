@@ -6,6 +6,7 @@
     quantities:
       drag: {integral: "2*nu*(u_x*n_x + ...) - p*n_x", over: cylinder}  # over a piece
       p_front: {at: [0.15, 0.2], value: p}                            # at a point
+      wake: {line: {from: [0.25, 0.2], to: [2.2, 0.2], points: 200}, value: u}  # a profile
       c_d: 2*drag/(U**2*D)                                            # of earlier quantities
     reference_quantities: {c_d: 5.57953523384}     # published values: relative errors logged
 
@@ -13,7 +14,8 @@ An integrand or a value is an expression in the axes, the parameters, the output
 partials (``u_x``, ``v_y``) and, for an integral, the components of the region's outward unit
 normal (``n_x``, ``n_y``, ``n_z``). Integrals take the pieces of a region of shapes
 (``pde.geometry``) in a steady problem. Each quantity is logged as ``quantity/<name>``, with
-``error/rel/<name>`` = |value - reference| / |reference| where a reference value is given.
+``error/rel/<name>`` = |value - reference| / |reference| where a reference value is given; a
+profile (``line``) is written to ``profiles/<name>.csv`` in the run folder instead.
 """
 from __future__ import annotations
 
@@ -88,9 +90,13 @@ def parse_quantities(spec: Optional[Mapping[str, Any]], reference: Optional[Mapp
             out.append(_integral(name, value, keys, pde, at))
         elif "at" in keys:
             out.append(_at(name, value, keys, pde, at))
+        elif "line" in keys:
+            out.append(_line(name, value, keys, pde, at))
         else:
             raise ValueError(f"{at}: give {{integral: <expression>, over: <piece>}}, {{at: [point], "
-                             "value: <expression>}} or an expression of earlier quantities")
+                             "value: <expression>}}, {line: {from: [point], to: [point], "
+                             "points: n}, value: <expression>} or an expression of earlier "
+                             "quantities")
         names.add(name)
     refs: Dict[str, float] = {}
     known = [q.name for q in out]
@@ -145,16 +151,43 @@ def _at(name: str, value, keys, pde, at: str) -> Quantity:
     if len(point) != pde.axes.dim:
         raise ValueError(f"{at}.at: {len(point)} coordinate(s) for the axes "
                          f"{', '.join(pde.axes.names)}")
+    _inside(point, pde, f"{at}.at")
+    expr, fields = _fields_source(value["value"], pde, f"{at}.value")
+    return Quantity(name, "at", expr, fields, (), point, 1)
+
+
+def _inside(point, pde, at: str) -> None:
     for a, v, lo, hi in zip(pde.axes.names, point, pde.domain.lower, pde.domain.upper):
         if not lo <= v <= hi:
-            raise ValueError(f"{at}.at: {a}={v:g} is outside the domain [{lo:g}, {hi:g}]")
+            raise ValueError(f"{at}: {a}={v:g} is outside the domain [{lo:g}, {hi:g}]")
     if pde.region is not None:
         import torch
 
         if not bool(pde.region.inside(torch.tensor([point], dtype=torch.float64), 1e-12)):
-            raise ValueError(f"{at}.at: {list(point)} is outside the domain (pde.geometry)")
+            raise ValueError(f"{at}: {list(point)} is outside the domain (pde.geometry)")
+
+
+def _line(name: str, value, keys, pde, at: str) -> Quantity:
+    """Values along the segment from -> to at ``points`` evenly spaced points (a profile,
+    written to ``profiles/<name>.csv`` in the run folder at each evaluation; not a scalar)."""
+    bad = [k for k in keys if k not in ("line", "value")]
+    spec = value["line"]
+    if bad or "value" not in keys or not _is_mapping(spec) or not {"from", "to"} <= set(spec):
+        raise ValueError(f"{at}: a profile takes line: {{from: [point], to: [point], points: n}} "
+                         "and value: <expression>")
+    ends = []
+    for k in ("from", "to"):
+        point = tuple(constant(v, key=f"{at}.line.{k}") for v in spec[k])
+        if len(point) != pde.axes.dim:
+            raise ValueError(f"{at}.line.{k}: {len(point)} coordinate(s) for the axes "
+                             f"{', '.join(pde.axes.names)}")
+        _inside(point, pde, f"{at}.line.{k}")
+        ends.append(point)
+    n = int(spec.get("points", 101))
+    if n < 2:
+        raise ValueError(f"{at}.line.points={n} is not allowed: an integer >= 2")
     expr, fields = _fields_source(value["value"], pde, f"{at}.value")
-    return Quantity(name, "at", expr, fields, (), point, 1)
+    return Quantity(name, "line", expr, fields, (), ends[0] + ends[1], n)
 
 
 __all__ = ["Quantity", "parse_quantities", "NORMALS"]
