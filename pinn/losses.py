@@ -237,6 +237,32 @@ class CausalWeighting:
         self.last = w
         return (w * local).mean()
 
+    def residual_terms(self, res_sq: torch.Tensor, t: torch.Tensor) -> List[torch.Tensor]:
+        """A system's causally weighted terms, one per equation (column of ``res_sq``, (N,
+        n_eq)): the slice weights come from the equations' summed residuals, so that every
+        equation waits for the same earlier times, and each term is (1/M) sum_i w_i L_i^(e).
+        With :attr:`reduce`, this rank's contributions (see :meth:`residual_term`)."""
+        n_eq = res_sq.shape[1]
+        parts = [self.chunk_sums(res_sq[:, e], t) for e in range(n_eq)]
+        sums = torch.stack([p[0] for p in parts])  # (n_eq, M)
+        counts = parts[0][1]
+        if self.reduce is not None:
+            total = self.reduce(torch.cat([sums.detach().reshape(-1), counts]))
+            counts = total[n_eq * self.chunks:]
+            L = (total[: n_eq * self.chunks].reshape(n_eq, self.chunks)
+                 / counts.clamp(min=1))
+        else:
+            L = sums.detach() / counts.clamp(min=1)
+        local = sums / counts.clamp(min=1)
+        if self.held and self._fixed is not None:
+            w = self._fixed
+        else:
+            w = self.weights(L.sum(dim=0))
+            if self.held:
+                self._fixed = w
+        self.last = w
+        return [(w * local[e]).mean() for e in range(n_eq)]
+
     def hold(self) -> None:
         """From the next evaluation on, keep its weights until :meth:`release`."""
         self.held, self._fixed = True, None
@@ -302,7 +328,10 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
     with shared_batch_statistics(model):
         fields = point_fields(model, batch.interior, pde.wanted, **eng)
         res = pde.residual_at(batch.interior, fields, learned_values(model))  # (N, n_eq)
-        if pde.equations:  # a system with named equations: one term each
+        if pde.equations and causal is not None:  # one causally weighted term each
+            parts = causal.residual_terms(res.square(), batch.interior[:, -1:])
+            terms = {f"res_{name}": v for name, v in zip(pde.equations, parts)}
+        elif pde.equations:  # a system with named equations: one term each
             terms = {f"res_{name}": res[:, i].square().mean()
                      for i, name in enumerate(pde.equations)}
         elif causal is None:
@@ -323,8 +352,8 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
         if data is not None:
             terms["data"] = data.misfit(_values(model, pde, data.points, **eng))
     if shares is not None:  # a causal term is a contribution already (CausalWeighting.reduce)
-        terms = {k: v if (k == "res" and causal is not None) else v * shares[share_key(k)]
-                 for k, v in terms.items()}
+        terms = {k: v if (share_key(k) == "res" and causal is not None)
+                 else v * shares[share_key(k)] for k, v in terms.items()}
     return terms
 
 

@@ -346,3 +346,43 @@ def test_bad_values_are_one_line_errors(tmp_path, override, key):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0], p.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_causal_weights_of_a_system_come_from_its_summed_residuals():
+    # Two equations, four slices of [0, 2): slice losses by hand, weights from their sum.
+    t = torch.tensor([[0.1], [0.2], [0.7], [1.1], [1.6], [1.9]], dtype=torch.float64)
+    r = torch.tensor([[1.0, 2.0], [3.0, 0.0], [0.5, 0.5], [2.0, 1.0], [0.0, 4.0], [1.0, 1.0]],
+                     dtype=torch.float64)
+    cw = CausalWeighting(eps=0.3, chunks=4, t_min=0.0, t_max=2.0)
+    terms = cw.residual_terms(r, t)
+    L = torch.tensor([[2.0, 0.5, 2.0, 0.5], [1.0, 0.5, 1.0, 2.5]], dtype=torch.float64)
+    total = L.sum(0)
+    w = torch.exp(-0.3 * (torch.cumsum(total, 0) - total))
+    for e in range(2):
+        assert float(terms[e]) == pytest.approx(float((w * L[e]).mean()), rel=1e-15)
+    # One equation: the same as the single-term form.
+    single = CausalWeighting(eps=0.3, chunks=4, t_min=0.0, t_max=2.0)
+    assert float(single.residual_term(r[:, 0], t)) == pytest.approx(
+        float(CausalWeighting(0.3, 4, 0.0, 2.0).residual_terms(r[:, :1], t)[0]), rel=1e-15)
+
+
+def test_causal_weighting_of_a_system_sums_over_ranks():
+    from pinn import distributed
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(40, 1, generator=g, dtype=torch.float64)
+    r = torch.rand(40, 3, generator=g, dtype=torch.float64)
+    whole = CausalWeighting(1.0, 5, 0.0, 1.0).residual_terms(r, t)
+    parts = []
+    for rank in range(2):
+        a, b = distributed.shard_range(40, rank, 2)
+        cw = CausalWeighting(1.0, 5, 0.0, 1.0)
+        other = (slice(0, 20) if rank else slice(20, 40))
+        # The other rank's sums, as all_sum would add them.
+        cw.reduce = lambda v, o=other: v + torch.cat([
+            torch.stack([CausalWeighting(1.0, 5, 0.0, 1.0).chunk_sums(r[o, e], t[o])[0]
+                         for e in range(3)]).reshape(-1),
+            CausalWeighting(1.0, 5, 0.0, 1.0).chunk_sums(r[o, 0], t[o])[1]])
+        parts.append(cw.residual_terms(r[a:b], t[a:b]))
+    for e in range(3):
+        assert float(parts[0][e] + parts[1][e]) == pytest.approx(float(whole[e]), rel=1e-13)

@@ -385,3 +385,17 @@ def test_third_and_fourth_order_problems_train_with_the_taylor_engine_as_with_au
             "autograd" if engine == "autograd" else "taylor")
     for a, b in zip(history["auto"], history["autograd"]):
         assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_causal_weighting_trains_a_system_with_named_equations(tmp_path):
+    from pinn.paths import RunPaths
+    from pinn.train import build_trainer
+
+    cfg = compose_cfg(["pde=taylor_green", "loss.causal=true", "trainer.steps=3",
+                       "trainer.qn_steps=2", "trainer.progress=false", "sampler.n_interior=64",
+                       "sampler.n_initial=16", "sampler.n_boundary=16", "model.depth=2",
+                       "model.width=8", "log.tensorboard=false"])
+    cfg.pde.eval_points = {"x": 5, "y": 5, "t": 3}
+    metrics = build_trainer(cfg, RunPaths(tmp_path)).fit()
+    assert metrics["status"] == "completed"
+    assert {"loss/res_momentum_x", "loss/res_momentum_y", "loss/res_continuity"} <= set(metrics)

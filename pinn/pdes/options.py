@@ -19,9 +19,6 @@ def check_run_options(cfg: Mapping[str, Any], pde: PDE) -> None:
         if not pde.axes.time:
             raise ValueError(f"loss.causal=true weights the residual in time; {where}, a "
                              "steady problem: leave it off")
-        if pde.equations:
-            raise ValueError("loss.causal=true is not available with named equations "
-                             "(pde.residual as a mapping) yet: write the residual as a list")
     named = {f"res_{e}" for e in pde.equations or []}
     for key in (loss.get("weights") or {}):
         if str(key).startswith("res_") and str(key) not in named:
