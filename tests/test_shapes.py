@@ -272,3 +272,21 @@ def test_region_config_takes_only_time_from_the_domain():
         region_from_config(HOLES, XY, {}, ["x"])
     with pytest.raises(GeometryError, match=r"shapes are 2-D or 3-D"):
         region_from_config(HOLES, Axes(("x",), False), {})
+
+
+def test_a_shape_density_refines_its_pieces_points():
+    spec = {"difference": [{"shape": "rectangle", "name": "channel", "min": [0, 0],
+                            "max": [2.2, 0.41]},
+                           {"shape": "disk", "name": "cyl", "center": [0.2, 0.2],
+                            "radius": 0.05, "density": 10}]}
+    r = region(spec)
+    split = dict(zip(r.piece_names(), r.boundary_split(2000)))
+    length = {q.name: q.measure for q in r.pieces}
+    # Points per unit length on the cylinder: 10 times those on the channel's sides.
+    ratio = (split["cyl"] / length["cyl"]) / (split["channel.left"] / length["channel.left"])
+    assert ratio == pytest.approx(10, rel=0.05)
+    assert sum(split.values()) == 2000
+    with pytest.raises(GeometryError, match=r"pde.geometry.difference\[1\].density=0 is not "
+                                            r"allowed: a number > 0"):
+        build_shape({"difference": [spec["difference"][0], {**spec["difference"][1],
+                                                            "density": 0}]}, 2)

@@ -21,7 +21,8 @@ operation over a list of shapes:
 Primitives: 2-D ``rectangle`` (min, max), ``disk`` (center, radius), ``ellipse`` (center,
 radii), ``polygon`` (vertices); 3-D ``box`` (min, max), ``sphere`` (center, radius),
 ``cylinder`` (base, radius, height, axis). ``name`` is optional (default: the kind and a
-number, ``disk1``) and unique.
+number, ``disk1``) and unique; ``density`` (default 1) multiplies the boundary points per unit
+length (area) on the shape's pieces, relative to the others (an obstacle refined).
 """
 from __future__ import annotations
 
@@ -144,9 +145,9 @@ def _build(spec: Any, dim: int, key: str, counter: Dict[str, int],
         raise GeometryError(f"{key}.shape={kind} is a {kdim}-D shape; this problem has {dim} "
                             f"space axes: one of {', '.join(allowed)}")
     for k in keys:
-        if k not in ("shape", "name", *params):
+        if k not in ("shape", "name", "density", *params):
             raise GeometryError(f"{key}.{k}: not a parameter of a {kind} (it takes "
-                                f"{', '.join(params)}, name)")
+                                f"{', '.join(params)}, name, density)")
     required = [p for p in params if p not in keys and not (kind == "cylinder" and p == "axis")]
     if required:
         raise GeometryError(f"{key}.{required[0]}: missing (a {kind} takes "
@@ -160,6 +161,19 @@ def _build(spec: Any, dim: int, key: str, counter: Dict[str, int],
         raise GeometryError(f"{key}.name={name}: also the name of {names[name]}; names are "
                             "unique")
     names[name] = key
+    shape = _primitive(kind, name, spec, key)
+    if "density" in keys:
+        try:
+            shape.density = float(spec["density"])
+        except (TypeError, ValueError):
+            shape.density = float("nan")
+        if not 0 < shape.density < float("inf"):
+            raise GeometryError(f"{key}.density={spec['density']!r} is not allowed: a number "
+                                "> 0 (boundary points per length, relative to the other shapes)")
+    return shape
+
+
+def _primitive(kind: str, name: str, spec, key: str) -> Shape:
     if kind == "rectangle":
         return Rectangle(name, spec["min"], spec["max"], key)
     if kind == "disk":

@@ -234,11 +234,12 @@ class Region:
 
     def boundary_split(self, n: int) -> Tuple[int, ...]:
         """Boundary points per piece for ``n`` in all: in proportion to the pieces' measures
-        (times the time span, alike for all), at least one per piece when ``n`` allows."""
+        times their shapes' densities (the time span is alike for all), at least one per piece
+        when ``n`` allows."""
         k = len(self.pieces)
         if n == 0 or k == 0:
             return (0,) * k
-        measures = [p.measure for p in self.pieces]
+        measures = [p.measure * self.shape.density_of(p.shape) for p in self.pieces]
         total = sum(measures)
         floor = 1 if n >= k else 0
         rest = n - floor * k

@@ -141,6 +141,7 @@ class Shape:
     name: str
     dim: int
     kind: str = "shape"
+    density: float = 1.0  # boundary points per unit measure, relative to the other shapes'
 
     def level(self, p: Tensor) -> Tensor:  # (N, k) -> (N,)
         raise NotImplementedError
@@ -154,6 +155,10 @@ class Shape:
         """The primitives' pieces with whether the domain's outward normal is the piece's
         (False) or its opposite (True: the boundary of a hole)."""
         return [(q, False) for q in self._pieces()]
+
+    def density_of(self, shape: str) -> float:
+        """The boundary density of the primitive called ``shape``."""
+        return next(s.density for s in self.shapes if s.name == shape)
 
     def _pieces(self) -> List[Piece]:
         raise NotImplementedError
