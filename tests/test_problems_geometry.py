@@ -175,23 +175,21 @@ def test_free_pieces():
     assert [e.label for e in pde.entries] == ["sq.left", "sq.right", "sq.top", "sq.bottom"]
 
 
-def test_a_problem_on_shapes_trains_and_evaluates_from_the_command_line(tmp_path):
-    from tests.conftest import run_cli
+def test_a_problem_on_shapes_trains_and_evaluates(tmp_path):
+    from pinn.evaluate import evaluate_run
+    from pinn.paths import RunPaths
+    from pinn.train import build_trainer
 
-    run = tmp_path / "run"
-    p = run_cli(["pde=poisson_holes", "trainer.steps=40", "trainer.qn_steps=60",
-                 "model.depth=2", "model.width=16", "sampler.n_interior=300",
-                 "sampler.n_boundary=120", "precision=float64", "pde.eval_points.x=31",
-                 "pde.eval_points.y=31", "trainer.eval_every=50", f"hydra.run.dir={run}"],
-                cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    m = json.loads((run / "metrics.json").read_text())
-    assert m["error/l2_rel/u"] < 0.2 and "loss/bc" in m
-    e = run_cli([f"run_dir={run}", "tensorboard=false"], cwd=tmp_path, module="pinn.evaluate")
-    assert e.returncode == 0, e.stderr[-3000:]
-    ev = json.loads((run / "evaluation.json").read_text())
+    cfg = compose_cfg(["pde=poisson_holes", "trainer.steps=40", "trainer.qn_steps=60",
+                       "model.depth=2", "model.width=16", "sampler.n_interior=300",
+                       "sampler.n_boundary=120", "precision=float64", "pde.eval_points.x=31",
+                       "pde.eval_points.y=31", "trainer.eval_every=50", "trainer.progress=false",
+                       "derivatives.compile=false"])
+    m = build_trainer(cfg, RunPaths(tmp_path / "run")).fit()
+    assert m["status"] == "completed" and m["error/l2_rel/u"] < 0.2 and "loss/bc" in m
+    ev = evaluate_run(tmp_path / "run", tensorboard=False)
     assert ev["error/l2_rel/u"] == pytest.approx(m["error/l2_rel/u"], rel=1e-12)
-    assert (run / "figures" / "u_fields.png").exists()
+    assert (tmp_path / "run" / "figures" / "u_fields.png").exists()
 
 
 def test_a_bad_geometry_stops_the_command_line_in_one_line(tmp_path):
