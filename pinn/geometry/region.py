@@ -72,6 +72,8 @@ class Region:
 
     periodic: Tuple[str, ...] = ()
     faces: Dict[str, object] = {}
+    exact = True  # pieces with quadrature and distance functions (a point cloud has neither)
+    has_normals = True
 
     def __init__(self, axes: Axes, shape: Shape, time: Optional[Tuple[float, float]] = None,
                  key: str = "pde.geometry"):
@@ -262,13 +264,16 @@ def inside_mask(region, points: Sequence) -> Tensor:
 __all__ = ["Region", "RegionPiece", "inside_mask"]
 
 
-def region_from_config(geometry, axes: Axes, domain, periodic=None) -> Region:
+def region_from_config(geometry, axes: Axes, domain, periodic=None,
+                       resolve=None) -> Region:
     """The region of ``pde.geometry`` on ``axes``; ``pde.domain`` gives t's interval only.
 
+    ``resolve``: a file name of a domain from files (``points``) -> its path.
+
     Raises:
-        GeometryError: see :func:`pinn.geometry.csg.build_shape` and :class:`Region`; a
-            space axis in ``pde.domain`` or periodic axes beside a geometry; t without an
-            interval.
+        GeometryError: see :func:`pinn.geometry.csg.build_shape`, :class:`Region` and
+            :class:`pinn.geometry.cloud.PointCloud`; a space axis in ``pde.domain`` or periodic
+            axes beside a geometry; t without an interval.
     """
     from pinn.expressions import constant
     from pinn.geometry.csg import build_shape
@@ -293,4 +298,11 @@ def region_from_config(geometry, axes: Axes, domain, periodic=None) -> Region:
         time = tuple(constant(x, key="pde.domain.t") for x in v)
         if not time[1] > time[0]:
             raise GeometryError(f"pde.domain.t={list(time)} is not allowed: t_max > t_min")
+    from pinn.geometry.cloud import PointCloud, cloud_spec
+
+    files = cloud_spec(geometry)
+    if files is not None:
+        from pathlib import Path
+
+        return PointCloud(axes, files, resolve or Path, time)
     return Region(axes, build_shape(geometry, k), time)

@@ -88,6 +88,9 @@ def build_distance_constraint(pde, hard_initial: bool) -> DistanceConstraint:
     if hard_initial:
         raise ValueError(f"{key} with model.hard_initial=true: on shapes (pde.geometry) the two "
                          "are not combined yet; keep the initial condition in the loss")
+    if not region.exact:
+        raise ValueError(f"{key}: distance functions need shapes; pde={pde.name} is a domain "
+                         "from point files (the loss holds its conditions)")
     if region.k != 2:
         raise ValueError(f"{key}: distance functions for 3-D shapes are not available yet "
                          f"(pde={pde.name}); the loss holds the conditions")

@@ -141,6 +141,12 @@ def parse_piece_conditions(spec: Optional[Mapping[str, Any]], region: Region,
         entry = Entry(label, tuple(targets), where, tuple(conds))
         (where_entries if where is not None else piece_entries).append(entry)
     entries = where_entries + piece_entries
+    if not region.has_normals:
+        needs = next((e for e in entries for c in e.conditions if c.kind != "dirichlet"), None)
+        if needs is not None:
+            raise ValueError(f"{key}.{needs.label}: a Neumann or Robin condition needs the "
+                             "outward normals; the boundary file (pde.geometry.points.boundary) "
+                             "has none: add n_x, n_y[, n_z] columns after the points")
     _check_cover(entries, region, params, key)
     return entries
 

@@ -188,7 +188,7 @@ class PDE:
             from pinn.geometry.region import region_from_config
 
             return axes, region_from_config(cfg.get("geometry"), axes, spec,
-                                            cfg.get("periodic"))
+                                            cfg.get("periodic"), resolve_data_path)
         if not _is_mapping(spec):
             raise ValueError("pde.domain: a mapping axis: [lower, upper], e.g. {x: [0, 1], "
                              "y: [0, 1]}")

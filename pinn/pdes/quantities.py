@@ -128,6 +128,9 @@ def _integral(name: str, value, keys, pde, at: str) -> Quantity:
                          "(pde.geometry)")
     if pde.axes.time:
         raise ValueError(f"{at}: integrals are for steady problems; {pde.name} is in time")
+    if not pde.region.exact:
+        raise ValueError(f"{at}: integrals need pieces of shapes; a domain from point files "
+                         "has no quadrature")
     if "over" not in keys:
         raise ValueError(f"{at}.over: give the piece (or shape) to integrate over; the pieces are "
                          f"{', '.join(pde.region.piece_names())}")
