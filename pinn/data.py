@@ -316,6 +316,9 @@ def synthesize(pde, n: int, noise: float, seed: int, nx: Optional[int] = None,
         points = grid.points()
         values = grid.reference.reshape(points.shape[0], -1)[:, [pde.outputs.index(o)
                                                                    for o in names]]
+        if grid.mask is not None:  # a region of shapes: its grid nodes only
+            inside = grid.mask.reshape(-1)
+            points, values = points[inside], values[inside]
         where = f"the {points.shape[0]} nodes of the " + " x ".join(
             str(len(c)) for c in grid.coords) + f" grid ({', '.join(f'n{a}' for a in axes)})"
     if n > points.shape[0]:

@@ -395,3 +395,14 @@ def test_profiles_along_a_line_are_written_with_their_coordinates(tmp_path):
     back = np.loadtxt(tmp_path / "wake_u.csv", delimiter=",", skiprows=1)
     assert np.array_equal(back, got)
     assert (tmp_path / "wake_u.csv").read_text().splitlines()[0] == "s,x,y,wake_u"
+
+
+def test_synthetic_observations_lie_in_the_region():
+    from pinn.data import synthesize
+
+    pde = build_pde(compose_cfg(["pde=poisson_holes"]).pde)
+    obs = synthesize(pde, 300, 0.0, 0, counts={"x": 21, "y": 21})
+    pts = torch.as_tensor(np.stack([obs["x"], obs["y"]], 1))
+    assert bool(pde.region.inside(pts).all())
+    exact = np.sin(np.pi * obs["x"]) * np.sin(np.pi * obs["y"])
+    assert np.allclose(obs["u"], exact, atol=1e-15)
