@@ -290,3 +290,38 @@ def test_a_shape_density_refines_its_pieces_points():
                                             r"allowed: a number > 0"):
         build_shape({"difference": [spec["difference"][0], {**spec["difference"][1],
                                                             "density": 0}]}, 2)
+
+
+def test_rad_redraws_stay_in_the_region_with_exact_counts():
+    r = region(HOLES)
+    s = Sampler("sobol", 400, 0, 50, r, F64, torch.Generator().manual_seed(0), rad=(1.0, 1.0, 4))
+    # A residual that is large near (0.9, 0.9): RAD must concentrate points there.
+    residual = lambda p: torch.exp(-50 * ((p - 0.9) ** 2).sum(1))  # noqa: E731
+    b = s.sample(residual)
+    assert b.interior.shape == (400, 2) and torch.all(r.shape.level(b.interior) < 0)
+    near = ((b.interior - 0.9).norm(dim=1) < 0.2).double().mean()
+    plain = ((s.sample().interior - 0.9).norm(dim=1) < 0.2).double().mean()
+    assert float(near) > 3 * float(plain)
+
+
+def test_a_three_dimensional_problem_on_shapes_trains(tmp_path):
+    from omegaconf import OmegaConf
+
+    from pinn.paths import RunPaths
+    from pinn.train import build_trainer
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(["pde=poisson3d", "trainer.steps=5", "trainer.qn_steps=3",
+                       "model.depth=2", "model.width=8", "sampler.n_interior=200",
+                       "sampler.n_boundary=60", "trainer.progress=false",
+                       "log.tensorboard=false", "derivatives.compile=false"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.pde.domain = {}
+    cfg.pde.geometry = {"difference": [{"shape": "box", "name": "cube", "min": [0, 0, 0],
+                                        "max": [1, 1, 1]},
+                                       {"shape": "sphere", "name": "ball",
+                                        "center": [0.5, 0.5, 0.5], "radius": 0.25}]}
+    cfg.pde.conditions = {"cube": "0", "ball": {"robin": {"u": {"a": 1, "b": 0.1, "g": 0}}}}
+    cfg.pde.eval_points = {"x": 9, "y": 9, "z": 9}
+    m = build_trainer(cfg, RunPaths(tmp_path / "run")).fit()
+    assert m["status"] == "completed" and np.isfinite(m["loss/bc"])
