@@ -2,7 +2,6 @@
 Dirichlet, Neumann and Robin misfits on pieces against a hand computation with the exact
 normals, conditions chosen by predicates, the evaluation grid masked to the region, training
 from the command line, and every bad condition in one line."""
-import json
 import math
 
 import numpy as np

@@ -11,7 +11,8 @@ from scipy import integrate
 
 from pinn.coords import Axes
 from pinn.geometry.csg import build_shape
-from pinn.geometry.region import Region, region_from_config
+from pinn.geometry.config import region_from_config
+from pinn.geometry.region import Region
 from pinn.geometry.shapes import GeometryError
 from pinn.sampling import Sampler
 

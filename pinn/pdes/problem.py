@@ -185,7 +185,7 @@ class PDE:
         axes = Axes.parse(list(cfg.get("axes")))
         spec = cfg.get("domain") or {}
         if cfg.get("geometry") is not None:
-            from pinn.geometry.region import region_from_config
+            from pinn.geometry.config import region_from_config
 
             return axes, region_from_config(cfg.get("geometry"), axes, spec,
                                             cfg.get("periodic"), resolve_data_path)
