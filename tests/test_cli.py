@@ -1,6 +1,5 @@
 """The real command line, in subprocesses: a short run, a multirun, and reloading a run."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

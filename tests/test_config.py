@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from pinn.config import CONFIG_DIR, ConfigError, validate
-from tests.conftest import REPO, compose_cfg, run_cli
+from tests.conftest import compose_cfg, run_cli
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -9,7 +9,7 @@ import torch
 
 from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
 from pinn.losses import CausalWeighting, imposed_terms, loss_terms
-from pinn.nn import MLP, build_model
+from pinn.nn import build_model
 from pinn.nn.embedding import Embedding, HardInitial, check_periodic_lift
 from pinn.nn.norm import bn_layers
 from pinn.paths import RunPaths

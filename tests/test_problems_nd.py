@@ -239,7 +239,6 @@ def test_a_two_dimensional_problem_trains_and_evaluates_from_the_command_line(tm
     ("model.periodic=true", "model.periodic=true embeds the periodic axes; poisson2d has none"),
 ])
 def test_bad_run_options_for_a_problem_stop_in_one_line(tmp_path, override, message):
-    from omegaconf import OmegaConf
 
     from pinn.nn import build_model
     from pinn.pdes.options import check_run_options

@@ -8,9 +8,7 @@ the initial and boundary conditions, symmetry and quadrature convergence.
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest

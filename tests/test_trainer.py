@@ -7,7 +7,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import pinn
 import pinn.checkpoint
-from pinn.evaluation import predict_grid
 from pinn.nn import BatchNorm
 from pinn.optim.stages import LBFGSStage
 from pinn.paths import RunPaths
