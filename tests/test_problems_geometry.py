@@ -405,3 +405,20 @@ def test_synthetic_observations_lie_in_the_region():
     assert bool(pde.region.inside(pts).all())
     exact = np.sin(np.pi * obs["x"]) * np.sin(np.pi * obs["y"])
     assert np.allclose(obs["u"], exact, atol=1e-15)
+
+
+def test_distance_functions_are_finite_at_the_corners_of_dirichlet_pieces():
+    from pinn.nn import build_model
+
+    cfg = compose_cfg(["pde=poisson_holes", "model.hard_boundary=true", "precision=float64",
+                       "model.width=8", "model.depth=2"])
+    pde = build_pde(cfg.pde)
+    model = build_model(cfg, pde)
+    corners = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=F64,
+                           requires_grad=True)
+    out = model(corners)
+    assert torch.isfinite(out).all() and float(out.abs().max()) < 1e-12  # u = 0 there
+    near = corners.detach() + torch.tensor([[1e-3, 2e-3]], dtype=F64)
+    near.requires_grad_(True)
+    (g,) = torch.autograd.grad(model(near).sum(), near)
+    assert torch.isfinite(g).all()

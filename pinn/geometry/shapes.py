@@ -114,7 +114,9 @@ def r_equivalence(values: Sequence[Tensor]) -> Tensor:
                 prod = v if prod is None else prod * v
         others.append(prod)
     full = others[0] * values[0]
-    return full / torch.sqrt(sum(o * o for o in others))
+    den = torch.sqrt(sum(o * o for o in others))
+    # Where two distances vanish at once (a corner), the limit is 0: no 0 / 0.
+    return full / torch.where(den > 0, den, torch.ones_like(den))
 
 
 def _rectangle_face(lower, upper, axis: int, upper_side: bool):

@@ -69,7 +69,12 @@ class DistanceConstraint(nn.Module):
                             prod = v * v if prod is None else prod * v * v
                     others.append(prod)
                 total = sum(others)
-                g = sum(w * v for w, v in zip(others, values)) / total
+                # At a corner of two Dirichlet pieces every product vanishes: there g is the
+                # mean of the pieces' values (their common value where the data is continuous).
+                corner = total == 0
+                mean = sum(values) / len(values)
+                g = torch.where(corner, mean, sum(w * v for w, v in zip(others, values))
+                                / torch.where(corner, torch.ones_like(total), total))
             phi = r_equivalence(phis)
             cols.append((g + phi * N[:, o])[:, None])
         return torch.cat(cols, dim=1)
