@@ -11,6 +11,7 @@ and ``accuracy.json`` in ``--out``; the Markdown table is printed.
     python -m pinn.accuracy --quick          # a few minutes: the default recipe, one seed
     python -m pinn.accuracy --nd             # the problems in 2-D and 3-D, KdV, KS
     python -m pinn.accuracy --geometry       # the problems on shapes (holes, L-shape, cylinder)
+    python -m pinn.accuracy --hard           # convection beta = 30, 50 and reaction rho = 5
     python -m pinn.accuracy --cases heat_precise,burgers_precise --seeds 0,1,2
     python -m pinn.accuracy --list           # the cases, their commands and budgets
     python -m pinn.accuracy --jobs 2         # two runs at a time, one torch thread each
@@ -29,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # Published relative L2 errors (float64, small tanh MLPs unless noted), as (value, source).
 PUBLISHED = {
@@ -82,6 +83,7 @@ class Case:
     overrides: List[str]
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     minutes: Optional[float] = None
+    published: Optional[Tuple[str, str]] = None  # (value, source) where PUBLISHED's is not it
 
     def command(self, seed: int, extra: Sequence[str] = ()) -> List[str]:
         budget = [] if self.minutes is None else [f"trainer.max_minutes={self.minutes:g}"]
@@ -155,6 +157,36 @@ def geometry_suite() -> List[Case]:
     return [Case(f"{p}_precise", p, GEO_RECIPES.get(p, "precise"),
                  [f"experiment={GEO_RECIPES.get(p, 'precise')}"], minutes=m)
             for p, m in GEO_BUDGETS.items()]
+
+
+# The hard cases of the literature (Krishnapriyan et al., NeurIPS 2021; Rathore et al., ICML
+# 2024) with their published figures, and the Gauss-Newton and attention recipes, 15 minutes a
+# run (docs/accuracy.md "Hard cases" and "Levenberg-Marquardt").
+HARD_MINUTES = 15.0
+HARD = [
+    ("convection_c50", "advection", "convection_precise", [],
+     ("7.2e-3", "beta = 50: float64 PINN, Xu et al. 2025 ('FP64 is all you need', Table 1); "
+                "PINNMamba 1.97e-2; beta = 40: NysNewton-CG 1.94e-3, Rathore et al. 2024 "
+                "(ICML, Table 2)")),
+    ("convection_c30", "advection", "convection_precise", ["pde.params.c=30"],
+     ("2.02e-2", "beta = 30: curriculum regularization, Krishnapriyan et al. 2021 (NeurIPS, "
+                 "Table 1); plain PINN 8.97e-1")),
+    ("reaction_rho5", "reaction", "reaction_precise", [],
+     ("9.92e-3", "rho = 5: NysNewton-CG, Rathore et al. 2024 (ICML, Table 2); PINNMamba "
+                 "2.13e-2; seq2seq 7.06e-2, Krishnapriyan et al. 2021 (Table E.2)")),
+]
+
+
+def hard_suite() -> List[Case]:
+    """The hard cases of :data:`HARD`: 3 seeds, 15 minutes a run."""
+    return [Case(name, problem, preset, [f"experiment={preset}", *extra], minutes=HARD_MINUTES,
+                 published=published)
+            for name, problem, preset, extra, published in HARD]
+
+
+def published_of(case: Case) -> Tuple[str, str]:
+    """(value, source) of the published figure a case is compared with."""
+    return case.published or PUBLISHED.get(case.problem, ("-", ""))
 
 
 def quick_suite() -> List[Case]:
@@ -236,8 +268,8 @@ def summarize(case: Case, folders: Sequence[Path]) -> Dict[str, object]:
                               "seeds": list(case.seeds), "completed": len(metrics),
                               "command": "python -m pinn.train " + " ".join(case.command(
                                   "<s>" if len(case.seeds) != 1 else case.seeds[0])),
-                              "published": PUBLISHED.get(case.problem, ("-", ""))[0],
-                              "published_source": PUBLISHED.get(case.problem, ("-", ""))[1],
+                              "published": published_of(case)[0],
+                              "published_source": published_of(case)[1],
                               "runs": [str(d) for d in folders]}
     if not metrics:
         return row
@@ -298,6 +330,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    "Navier-Stokes systems, KdV and Kuramoto-Sivashinsky (about 4 hours)")
     p.add_argument("--geometry", action="store_true", help="the problems on shapes (L-shape, "
                    "holes, annulus, the cylinder benchmark; about 3 hours)")
+    p.add_argument("--hard", action="store_true", help="the hard cases (convection beta = "
+                   "30 and 50, reaction rho = 5; about 2 hours)")
     p.add_argument("--cases", default=None, help="comma-separated case names (see --list)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds for every case")
     p.add_argument("--out", default=None, help="folder of the runs and the table "
@@ -311,8 +345,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.jobs < 1:
         p.error(f"--jobs={args.jobs} is not allowed: an integer >= 1")
     suite = (quick_suite() if args.quick else nd_suite() if args.nd
-             else geometry_suite() if args.geometry else full_suite())
-    known = {c.name: c for c in [*full_suite(), *quick_suite(), *nd_suite(), *geometry_suite()]}
+             else geometry_suite() if args.geometry else hard_suite() if args.hard
+             else full_suite())
+    known = {c.name: c for c in [*full_suite(), *quick_suite(), *nd_suite(), *geometry_suite(),
+                                 *hard_suite()]}
     if args.cases:
         names = [n.strip() for n in args.cases.split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
@@ -347,7 +383,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = [summarize(c, f) for c, f in zip(suite, folders)]
     which = ("cases " + args.cases if args.cases else "quick suite" if args.quick
              else "nd suite" if args.nd else "geometry suite" if args.geometry
-             else "full suite")
+             else "hard cases" if args.hard else "full suite")
     title = f"pinn accuracy ({which}), {machine()}"
     if args.jobs > 1:
         title += (f"; {args.jobs} runs at a time, "

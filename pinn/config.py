@@ -80,6 +80,7 @@ class QNMethod(str, Enum):
     bfgs = "bfgs"  # dense inverse-Hessian BFGS
     ssbfgs = "ssbfgs"  # self-scaled BFGS (Al-Baali)
     ssbroyden = "ssbroyden"  # self-scaled Broyden (Al-Baali & Khalfan)
+    lm = "lm"  # Levenberg-Marquardt on the residual vector (Gauss-Newton with damping)
 
 
 class LineSearchFailure(str, Enum):
@@ -191,11 +192,14 @@ class OptimConfig:
         decay_rate: exponential schedule: factor per decay_steps steps
         decay_steps: exponential schedule: steps per decay_rate
         min_lr_ratio: cosine schedule: final learning rate over lr
-        qn: quasi-Newton method after Adam: lbfgs, bfgs, ssbfgs or ssbroyden
+        qn: quasi-Newton method after Adam: lbfgs, bfgs, ssbfgs, ssbroyden, or lm
+            (Levenberg-Marquardt on the residual vector, pinn/optim/gauss_newton.py)
         lbfgs_lr: L-BFGS step length factor
         lbfgs_history: L-BFGS curvature pairs kept
-        max_dense_params: bfgs, ssbfgs and ssbroyden keep an n x n inverse Hessian: networks
-            with more parameters are refused
+        max_dense_params: bfgs, ssbfgs and ssbroyden keep an n x n inverse Hessian, lm the
+            n x n normal equations: networks with more parameters are refused
+        lm_tau: lm: first damping relative to the largest diagonal entry of J'J
+        lm_max_tries: lm: damped solves one iteration may try before training stops
         wolfe_c1: sufficient-decrease constant of the strong-Wolfe line search
         wolfe_c2: curvature constant of the strong-Wolfe line search
         line_search_evals: loss evaluations one line search may take
@@ -214,6 +218,8 @@ class OptimConfig:
     lbfgs_lr: float = 1.0
     lbfgs_history: int = 50
     max_dense_params: int = 10000
+    lm_tau: float = 1.0e-3
+    lm_max_tries: int = 30
     wolfe_c1: float = 1.0e-4
     wolfe_c2: float = 0.9
     line_search_evals: int = 25
@@ -300,6 +306,12 @@ class Balance(str, Enum):
     grad_norm = "grad_norm"  # equal parameter-gradient norms, recomputed at each redraw
 
 
+class Attention(str, Enum):
+    none = "none"  # every interior point counts alike
+    rba = "rba"  # residual-based attention, q = |r| (pinn/attention.py)
+    vrba = "vrba"  # variational RBA with the exponential potential
+
+
 @dataclass
 class LossConfig:
     """The weighted loss.
@@ -315,6 +327,12 @@ class LossConfig:
             quasi-Newton stage
         causal_eps: the causality parameter eps
         causal_chunks: time slices of the causal weighting
+        attention: none, rba or vrba: a multiplier per interior point on its residual,
+            lambda <- gamma lambda + eta q / max q (pinn/attention.py); held between redraws
+            in the quasi-Newton stage
+        attention_gamma: the multipliers' memory gamma (bound eta / (1 - gamma))
+        attention_eta: the multipliers' step eta
+        attention_lambda0: the multipliers before the first update
     """
 
     weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 10.0, "bc": 1.0})
@@ -323,6 +341,10 @@ class LossConfig:
     causal: bool = False
     causal_eps: float = 1.0
     causal_chunks: int = 32
+    attention: Attention = Attention.none
+    attention_gamma: float = 0.999
+    attention_eta: float = 0.01
+    attention_lambda0: float = 0.0
 
 
 @dataclass
@@ -495,6 +517,9 @@ def validate(cfg: DictConfig) -> None:
              "an integer >= 1")
     _require(0 < o.wolfe_c1 < o.wolfe_c2 < 1, "optim.wolfe_c1/wolfe_c2",
              (o.wolfe_c1, o.wolfe_c2), "numbers with 0 < wolfe_c1 < wolfe_c2 < 1")
+    _require(math.isfinite(o.lm_tau) and o.lm_tau > 0, "optim.lm_tau", o.lm_tau,
+             "a finite number > 0")
+    _require(o.lm_max_tries >= 1, "optim.lm_max_tries", o.lm_max_tries, "an integer >= 1")
     _require(o.line_search_evals >= 1, "optim.line_search_evals", o.line_search_evals,
              "an integer >= 1")
     _require(o.decay_steps >= 1, "optim.decay_steps", o.decay_steps, "an integer >= 1")
@@ -515,6 +540,15 @@ def validate(cfg: DictConfig) -> None:
              cfg.loss.balance_momentum, "a number in [0, 1)")
     _require(math.isfinite(cfg.loss.causal_eps) and cfg.loss.causal_eps >= 0,
              "loss.causal_eps", cfg.loss.causal_eps, "a finite number >= 0")
+    _require(0 <= cfg.loss.attention_gamma < 1, "loss.attention_gamma",
+             cfg.loss.attention_gamma, "a number in [0, 1)")
+    _require(math.isfinite(cfg.loss.attention_eta) and cfg.loss.attention_eta > 0,
+             "loss.attention_eta", cfg.loss.attention_eta, "a finite number > 0")
+    _require(math.isfinite(cfg.loss.attention_lambda0) and cfg.loss.attention_lambda0 >= 0,
+             "loss.attention_lambda0", cfg.loss.attention_lambda0, "a finite number >= 0")
+    _require(choice(cfg.loss.attention) == "none" or not cfg.loss.causal, "loss.attention",
+             choice(cfg.loss.attention), "none with loss.causal=true (both weight the residual; "
+             "choose one)")
     _require(cfg.loss.causal_chunks >= 1, "loss.causal_chunks", cfg.loss.causal_chunks,
              "an integer >= 1")
     for name, w in cfg.loss.weights.items():

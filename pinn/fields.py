@@ -22,6 +22,7 @@ from torch import nn
 
 from pinn.coords import Derivative
 from pinn.derivatives import compute_derivatives
+from pinn.derivatives_func import func_derivatives
 from pinn.derivatives_nd import nd_derivatives
 from pinn.taylor import taylor_partials, taylor_unsupported, unsupported_reason
 
@@ -65,9 +66,13 @@ def point_fields(model: Callable[[torch.Tensor], torch.Tensor], points: torch.Te
     Args:
         engine: ``autograd`` or ``taylor``; ``taylor`` for a request it cannot compute
             (:func:`taylor_reason`) raises (the caller chooses the engine and says why).
+            ``func``: :mod:`pinn.derivatives_func`, pure functions that ``torch.func``
+            transforms compose with (a Gauss-Newton method's Jacobian; not for training).
         create_graph: keep the graph for a loss differentiated in the parameters.
     """
     wanted = list(dict.fromkeys(wanted))
+    if engine == "func":  # composes with torch.func transforms (pinn.residual_vector)
+        return {w: v[:, None] for w, v in func_derivatives(model, points, wanted).items()}
     keys = legacy_request(wanted)
     transform = getattr(model, "output_transform", None)
     if engine == "taylor" and transform is not None and not getattr(transform, "taylor", True):

@@ -165,3 +165,21 @@ def slices_figure(x: np.ndarray, t: np.ndarray, pred: np.ndarray, ref: Optional[
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def attention_figure(points: np.ndarray, lam: np.ndarray, axes: Sequence[str], title: str = ""):
+    """The interior points (N, d) coloured by their attention multipliers lambda (N,), over the
+    first two axes (time across where the problem has it, as the solution figures): where the
+    residual has drawn the training's attention. Returns a Figure (the caller closes it)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    h, v = (points.shape[1] - 1, 0) if axes[-1] == "t" and len(axes) > 1 else (0, 1 % len(axes))
+    order = np.argsort(lam)  # the largest multipliers drawn last, on top
+    dots = ax.scatter(points[order, h], points[order, v] if len(axes) > 1 else lam[order],
+                      c=lam[order], s=4, cmap="viridis", linewidths=0)
+    ax.set_xlabel(axes[h])
+    ax.set_ylabel(axes[v] if len(axes) > 1 else "lambda")
+    fig.colorbar(dots, ax=ax, label="lambda (attention multiplier)")
+    ax.set_title(title or f"attention multipliers: {lam.size} points, mean {lam.mean():.3g}, "
+                 f"max {lam.max():.3g}", fontsize=9)
+    return fig

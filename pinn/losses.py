@@ -15,6 +15,7 @@ from pinn.pdes.unknowns import learned_values
 from pinn.sampling import Batch
 
 if TYPE_CHECKING:
+    from pinn.attention import ResidualAttention
     from pinn.data import Observations
 
 TERMS = ("res", "ic", "bc")
@@ -104,52 +105,71 @@ def _boundary_misfits(model: nn.Module, pde: PDE, faces: Sequence[torch.Tensor],
 def _piece_misfits(model: nn.Module, pde: PDE, batch: Batch,
                    **engine) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """The squared misfits of the conditions on a region's pieces, summed, and how many values
-    they are: (sum, count), 0-dim tensors; None when no point is conditioned.
+    they are: (sum, count), 0-dim tensors; None when no point is conditioned
+    (:func:`piece_misfits` gives the misfits themselves)."""
+    total, count = None, None
+    for j, pts, normals, which in piece_points(pde, batch):
+        for r, n in piece_misfits(model, pde, j, pts, normals, which, **engine):
+            sq = r.square().sum()
+            total = sq if total is None else total + sq
+            count = n if count is None else count + n
+    return None if total is None else (total, count)
 
-    Each boundary point takes the conditions of its entry (:func:`pinn.pdes.boundary.assign`);
-    Dirichlet: u - g, Neumann: du/dn - g, Robin: a u + b du/dn - g, with n the region's exact
-    outward normal (``batch.normals``) and du/dn = sum_i n_i du/dx_i. Masks keep the shapes
-    fixed from draw to draw."""
+
+def piece_points(pde: PDE, batch: Batch):
+    """The conditioned pieces of a batch: (piece index, points (m, d), normals (m, k), the
+    entry of each point (m,), :func:`pinn.pdes.boundary.assign`) for each piece with points
+    and an entry that conditions it."""
     from pinn.pdes.boundary import assign
 
-    total, count = None, None
+    for j, (pts, normals) in enumerate(zip(batch.boundary, batch.normals)):
+        if pts.shape[0] == 0 or not any(j in e.pieces and e.conditions for e in pde.entries):
+            continue
+        env = {**pde.params, **pde.columns(pts)}
+        yield j, pts, normals, assign(pde.entries, pde.region, j, pts, env)
+
+
+def piece_misfits(model: nn.Module, pde: PDE, j: int, pts: torch.Tensor,
+                  normals: torch.Tensor, which: torch.Tensor,
+                  **engine) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """The misfits of the conditions on piece ``j`` at its points ``pts`` (m, d) with outward
+    normals (m, k) and entries ``which`` (m,): per condition, the misfits (m, outputs), zero
+    at the points of other entries, and how many values they count (0-dim).
+
+    Each boundary point takes the conditions of its entry; Dirichlet: u - g, Neumann:
+    du/dn - g, Robin: a u + b du/dn - g, with n the region's exact outward normal and
+    du/dn = sum_i n_i du/dx_i. Masks keep the shapes fixed from draw to draw (and the
+    function pure, for :mod:`pinn.residual_vector`)."""
     d, k = pde.axes.dim, pde.region.k
     # Under distance functions (pinn.nn.distance) every Dirichlet condition holds exactly.
     hard = getattr(getattr(model, "output_transform", None), "imposes_dirichlet", False)
-    for j, (pts, normals) in enumerate(zip(batch.boundary, batch.normals)):
-        entries = [(i, e) for i, e in enumerate(pde.entries) if j in e.pieces and e.conditions]
-        if pts.shape[0] == 0 or not entries:
-            continue
-        env = {**pde.params, **pde.columns(pts)}
-        which = assign(pde.entries, pde.region, j, pts, env)
-        values = [Derivative(o, (0,) * d) for o in range(pde.n_out)]
-        grads = [[Derivative(o, tuple(int(a == i) for a in range(d))) for o in range(pde.n_out)]
-                 for i in range(k)]
-        if any(e.needs_gradient for _, e in entries):
-            f = point_fields(model, pts, values + [g for row in grads for g in row], **engine)
-            U = _columns(f, values)
-            dUdn = sum(normals[:, i:i + 1] * _columns(f, grads[i]) for i in range(k))
-        else:
-            U, dUdn = model(pts), None
-        for i, e in entries:
-            mask = (which == i).to(pts.dtype)[:, None]  # (m, 1)
-            for c in e.conditions:
-                if hard and c.kind == "dirichlet":
-                    continue
-                g = pde.condition_values(c, pts)
-                cols = list(c.outputs)
-                if c.kind == "dirichlet":
-                    r = U[:, cols] - g
-                elif c.kind == "neumann":
-                    r = dUdn[:, cols] - g
-                else:
-                    r = (pde.expressions_at(c.a, pts) * U[:, cols]
-                         + pde.expressions_at(c.b, pts) * dUdn[:, cols] - g)
-                sq = (mask * r.square()).sum()
-                n = mask.sum() * len(cols)
-                total = sq if total is None else total + sq
-                count = n if count is None else count + n
-    return None if total is None else (total, count)
+    entries = [(i, e) for i, e in enumerate(pde.entries) if j in e.pieces and e.conditions]
+    values = [Derivative(o, (0,) * d) for o in range(pde.n_out)]
+    grads = [[Derivative(o, tuple(int(a == i) for a in range(d))) for o in range(pde.n_out)]
+             for i in range(k)]
+    if any(e.needs_gradient for _, e in entries):
+        f = point_fields(model, pts, values + [g for row in grads for g in row], **engine)
+        U = _columns(f, values)
+        dUdn = sum(normals[:, i:i + 1] * _columns(f, grads[i]) for i in range(k))
+    else:
+        U, dUdn = model(pts), None
+    out = []
+    for i, e in entries:
+        mask = (which == i).to(pts.dtype)[:, None]  # (m, 1)
+        for c in e.conditions:
+            if hard and c.kind == "dirichlet":
+                continue
+            g = pde.condition_values(c, pts)
+            cols = list(c.outputs)
+            if c.kind == "dirichlet":
+                r = U[:, cols] - g
+            elif c.kind == "neumann":
+                r = dUdn[:, cols] - g
+            else:
+                r = (pde.expressions_at(c.a, pts) * U[:, cols]
+                     + pde.expressions_at(c.b, pts) * dUdn[:, cols] - g)
+            out.append((mask * r, mask.sum() * len(cols)))
+    return out
 
 
 def piece_values_per_point(pde: PDE, piece: int, points: torch.Tensor,
@@ -301,7 +321,8 @@ def imposed_terms(model: nn.Module, pde: PDE) -> Tuple[str, ...]:
 def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd",
                compile: bool = False, causal: Optional[CausalWeighting] = None,
                data: Optional["Observations"] = None,
-               shares: Optional[Mapping[str, float]] = None) -> Dict[str, torch.Tensor]:
+               shares: Optional[Mapping[str, float]] = None,
+               attention: Optional["ResidualAttention"] = None) -> Dict[str, torch.Tensor]:
     """Mean squares of the residual (interior), initial and boundary misfits.
 
     The three point sets are evaluated under one set of batch statistics, those of the interior
@@ -312,6 +333,9 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
             the plain mean.
         data: observations (:class:`pinn.data.Observations`, on the network's device and
             dtype): adds the term ``data``, their (weighted) mean-square misfit.
+        attention: residual-based attention (:class:`pinn.attention.ResidualAttention`): the
+            residual at interior point i is multiplied by its multiplier lambda_i, taken (and,
+            unless held, updated) from this evaluation's residuals.
         shares: on one rank of several (:mod:`pinn.distributed`), the share of each term's
             global point set that ``batch`` and ``data`` hold ({"res", "ic", "bc", "data"}):
             each term is then this rank's contribution, its mean times its share, so that the
@@ -328,6 +352,9 @@ def loss_terms(model: nn.Module, pde: PDE, batch: Batch, engine: str = "autograd
     with shared_batch_statistics(model):
         fields = point_fields(model, batch.interior, pde.wanted, **eng)
         res = pde.residual_at(batch.interior, fields, learned_values(model))  # (N, n_eq)
+        if attention is not None:
+            lam = attention.multipliers(res.detach().square().sum(dim=1).sqrt())
+            res = res * lam[:, None]
         if pde.equations and causal is not None:  # one causally weighted term each
             parts = causal.residual_terms(res.square(), batch.interior[:, -1:])
             terms = {f"res_{name}": v for name, v in zip(pde.equations, parts)}

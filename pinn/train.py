@@ -30,6 +30,7 @@ from pinn.data import Observations, load_observations
 from pinn.device import configure_tf32, resolve_device
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
+from pinn.optim.gauss_newton import lm_config_error
 from pinn.optim.stages import check_quasi_newton
 from pinn.paths import RunPaths, adopt_resumed_folder, remove_run_dir
 from pinn.pdes import build_pde
@@ -293,6 +294,8 @@ def main(cfg: DictConfig) -> dict:
         network = build_model(cfg, pde)  # refuses what cannot be built, before any output
         if cfg.trainer.qn_steps > 0:
             check_quasi_newton(cfg.optim, list(network.parameters()))
+            if choice(cfg.optim.qn) == "lm" and lm_config_error(cfg):
+                raise ValueError(lm_config_error(cfg))
         if cfg.trainer.resume:
             paths = RunPaths(find_resume_run(cfg, paths.root))
             resume = load_checkpoint(paths.last_checkpoint)

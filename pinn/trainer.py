@@ -24,11 +24,12 @@ from pinn.data import Observations
 from pinn.device import device_info
 from pinn.evaluation import (EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid,
                              profiles, quantity_errors, quantity_values, write_profiles)
-from pinn.figures import output_figures
+from pinn.figures import attention_figure, output_figures
 from pinn.logs import RunLogger
 from pinn.losses import weighted_total
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
+from pinn.residual_vector import blocks, normal_equations
 from pinn.training import (BNSchedule, DivergenceProbe, EngineChoice, EventLog, Optimizers,
                            PointSets, Ranks, RollbackGuard, RunClock)
 
@@ -201,6 +202,14 @@ class Trainer:
         total = self.guard.inject(self.step, weighted_total(terms, self.weights))
         return total, terms
 
+    def _normal_equations(self):
+        """A = J'J, g = J'R and R'R of this rank's loss (optim.qn=lm)."""
+        attention = self.points.attention
+        rows = blocks(self.model, self.pde, self.batch, self.weights, data=self.data,
+                      shares=self.points.shares,
+                      attention=None if attention is None else attention.lam)
+        return normal_equations(self.model, rows)
+
     def adam_step(self) -> Dict[str, float]:
         """One Adam step on the current batch; returns the loss terms before the update."""
         self.model.train()
@@ -212,7 +221,8 @@ class Trainer:
             self.optimizers.start_qn(self.step)
             self.points.hold_causal()  # one objective per line search: weights held
         self.model.train()
-        terms, stop = self.optimizers.qn_step(self.step, self._loss, self.ranks)
+        terms, stop = self.optimizers.qn_step(self.step, self._loss, self.ranks,
+                                              system=self._normal_equations)
         if stop is not None:
             self.stop_reason = stop
         return terms
@@ -252,6 +262,11 @@ class Trainer:
             for tag, fig in output_figures(self.grid, pred, self.pde.outputs, self.cfg.pde.name,
                                            self.step, self.paths.root.name):
                 self.logger.figure(tag, fig, self.step)
+            attention = self.points.attention
+            if attention is not None and attention.lam is not None:
+                self.logger.figure("attention/multipliers", attention_figure(
+                    self.batch.interior.detach().cpu().numpy(), attention.lam.cpu().numpy(),
+                    self.pde.axes.names), self.step)
         self.last_errors = errors
         return errors
 

@@ -22,14 +22,15 @@ CASES = [
     (["pde=burger"], "pde=burger is not allowed: one of advection, allen_cahn, burgers, "
                      "burgers_inverse, cavity, cylinder, heat, heat2d, heat_annulus, "
                      "helmholtz2d, kdv, klein_gordon, kovasznay, kuramoto_sivashinsky, "
-                     "laplace_lshape, nls, poisson2d, poisson3d, poisson_holes, taylor_green, "
-                     "wave (did you mean burgers?)"),
+                     "laplace_lshape, nls, poisson2d, poisson3d, poisson_holes, reaction, "
+                     "taylor_green, wave (did you mean burgers?)"),
     (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
-                            "burgers_bn, burgers_inverse, cylinder_precise, heat_inverse, "
-                            "heat_quick, kdv_precise, nls_precise, poisson3d_precise, precise, "
-                            "raissi_burgers, wave_precise (did you mean precise?)"),
+                            "burgers_bn, burgers_inverse, convection_precise, cylinder_precise, "
+                            "heat_inverse, heat_quick, kdv_precise, nls_precise, "
+                            "poisson3d_precise, precise, raissi_burgers, reaction_precise, "
+                            "wave_precise (did you mean precise?)"),
     (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
-                            "ssbroyden (did you mean ssbroyden?)"),
+                            "ssbroyden, lm (did you mean ssbroyden?)"),
     (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),
     (["seed=2", "trainer.stps=3"], "trainer.stps is not a config key (did you mean "
                                    "trainer.steps?)"),

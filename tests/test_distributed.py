@@ -47,6 +47,12 @@ CASES = {
     # every side, p on one: the bc share counts values), RAD redraws
     "kovasznay": ["pde=kovasznay", "pde.eval_points.x=5", "pde.eval_points.y=5",
                   "sampler.adaptive=rad", "sampler.rad_oversample=2"],
+    # Levenberg-Marquardt: the normal equations summed over the ranks, RAD redraws, balanced
+    # weights; and on the inverse problem (the learned coefficient a column of the Jacobian)
+    "lm": ["model.norm=none", "sampler.adaptive=rad", "sampler.rad_oversample=2",
+           "loss.balance=grad_norm", "optim.qn=lm"],
+    "lm_data": ["pde=heat", "+pde.unknown.kappa={init: 0.3, transform: log}",
+                "data.file={data}", "data.weight_column=w", "optim.qn=lm"],
     # in time in 2-D: the initial set, causal weighting, BN frozen at step 3
     "heat2d": ["pde=heat2d", "pde.eval_points.x=5", "pde.eval_points.y=5",
                "pde.eval_points.t=3", "loss.causal=true", "loss.causal_chunks=4",

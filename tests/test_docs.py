@@ -55,7 +55,7 @@ NOT_RUNNABLE = {
     "python -m pinn.diagnose ... device=": "names the device= key of an elided command line",
 }
 OTHER_MODULES = ("pinn.evaluate", "pinn.diagnose", "pinn.accuracy", "pinn.report", "pinn.data",
-                 "pinn.bench")
+                 "pinn.bench", "pinn.timeline")
 PATH_RE = re.compile(r"(?<![\w./-])((?:pinn|tests|configs|benchmarks|examples|hydra_plugins|docs)"
                      r"/[\w./*-]*[\w*/])")
 

@@ -54,7 +54,7 @@ def test_train_help_lists_keys_groups_and_commands(tmp_path):
             if line.startswith("  ") and "." in line.split()[0]}
     assert rows["model.width"][1:3] == ["int", "20"]
     assert "neurons per hidden block" in out
-    assert rows["optim.qn"][1:3] == ["lbfgs|bfgs|ssbfgs|ssbroyden", "ssbroyden"]
+    assert rows["optim.qn"][1:3] == ["lbfgs|bfgs|ssbfgs|ssbroyden|lm", "ssbroyden"]
     assert rows["trainer.max_minutes"][1:5] == ["float", "or", "null", "null"]
     assert "  * burgers " in out and "Viscous Burgers (Raissi et al.)" in out
     assert "bn_seed                The network of the batch-normalization study" in out
@@ -78,7 +78,7 @@ def test_evaluate_help_and_a_typo_before_help(tmp_path):
                                 "burgers, burgers_inverse, cavity, cylinder, heat, heat2d, "
                                 "heat_annulus, helmholtz2d, kdv, klein_gordon, kovasznay, "
                                 "kuramoto_sivashinsky, laplace_lshape, nls, poisson2d, poisson3d, "
-                                "poisson_holes, taylor_green, wave (did you mean heat?)")
+                                "poisson_holes, reaction, taylor_green, wave (did you mean heat?)")
 
 
 def test_option_descriptions_come_from_the_first_comment(tmp_path):

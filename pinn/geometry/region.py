@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -252,13 +252,4 @@ class Region:
         return tuple(o + floor for o in out)
 
 
-def inside_mask(region, points: Sequence) -> Tensor:
-    """Whether points (N, d) lie in a domain (a box: always) -- for grids over the bounding
-    box."""
-    pts = torch.as_tensor(points, dtype=torch.float64)
-    if isinstance(region, Region):
-        return region.inside(pts)
-    return torch.ones(pts.shape[0], dtype=torch.bool)
-
-
-__all__ = ["Region", "RegionPiece", "inside_mask"]
+__all__ = ["Region", "RegionPiece"]

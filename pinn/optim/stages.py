@@ -1,5 +1,6 @@
 """The quasi-Newton stage as the trainer sees it: one interface for torch's L-BFGS and the
-dense methods of :mod:`pinn.optim.dense`.
+dense methods of :mod:`pinn.optim.dense` (Levenberg-Marquardt, :mod:`pinn.optim.gauss_newton`,
+takes the normal equations instead: see :meth:`pinn.training.Optimizers.qn_step`).
 
 A stage takes ``evaluate()``, which computes the loss on the current points, calls
 ``backward()`` and returns ``(total, terms)``, and does one iteration per :meth:`step`, returning
@@ -13,8 +14,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from pinn.optim.dense import METHODS, DenseQuasiNewton, dense_size_error
+from pinn.optim.gauss_newton import LevenbergMarquardt, lm_size_error
 
-QN_METHODS = ("lbfgs", *METHODS)
+QN_METHODS = ("lbfgs", *METHODS, "lm")
 
 Evaluate = Callable[[], Tuple[torch.Tensor, Dict[str, torch.Tensor]]]
 
@@ -196,6 +198,8 @@ class DenseStage:
 
 def saved_method(state: dict) -> str:
     """The quasi-Newton method a stage's ``state_dict`` belongs to."""
+    if state.get("method") == "lm":
+        return "lm"
     if "optimizer" in state and "terms" in state:  # DenseStage
         return str(state["optimizer"]["param_groups"][0]["method"])
     return "lbfgs"
@@ -246,6 +250,8 @@ def load_quasi_newton(o, params: List[torch.Tensor], lr_factor: float,
         stage.load_state_dict(state)
         return stage, None
     change = f"optim.qn changed from {saved} to {stage.name} at resume"
+    if "lm" in (saved, stage.name):  # no curvature estimate to hand over either way
+        return stage, f"{change}: {stage.name} starts afresh"
     if isinstance(stage, DenseStage) and saved != "lbfgs":
         stage.load_state_dict(state)
         stage.optimizer.param_groups[0]["method"] = stage.name
@@ -276,6 +282,10 @@ def check_quasi_newton(o, params: List[torch.Tensor]) -> None:
         error = dense_size_error(method, n, params[0].element_size(), o.max_dense_params)
         if error:
             raise ValueError(error)
+    if method == "lm" and params:
+        error = lm_size_error(n, params[0].element_size(), o.max_dense_params)
+        if error:
+            raise ValueError(error)
 
 
 def build_quasi_newton(o, params: List[torch.Tensor], lr_factor: float = 1.0):
@@ -288,4 +298,6 @@ def build_quasi_newton(o, params: List[torch.Tensor], lr_factor: float = 1.0):
         return DenseStage(params, method, c1=o.wolfe_c1, c2=o.wolfe_c2,
                           max_evaluations=o.line_search_evals, max_params=o.max_dense_params,
                           on_failure=failure.value if hasattr(failure, "value") else str(failure))
+    if method == "lm":
+        return LevenbergMarquardt(params, tau=o.lm_tau, max_tries=o.lm_max_tries)
     raise ValueError(f"optim.qn={method!r} is not allowed: one of {', '.join(QN_METHODS)}")

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from pinn import distributed
 from pinn.config import choice
+from pinn.optim.gauss_newton import LevenbergMarquardt, System
 from pinn.optim.stages import build_quasi_newton, load_quasi_newton
 from pinn.training.events import EventLog
 from pinn.training.ranks import Ranks
@@ -88,10 +89,15 @@ class Optimizers:
         self.qn = build_quasi_newton(self.cfg, self.params, self.lr_factor)
         self.events.add(step, f"quasi-Newton stage: {self.qn.name}")
 
-    def qn_step(self, step: int, loss: Loss, ranks: Ranks
-                ) -> Tuple[Dict[str, float], Optional[str]]:
+    def qn_step(self, step: int, loss: Loss, ranks: Ranks,
+                system: Optional[System] = None) -> Tuple[Dict[str, float], Optional[str]]:
         """One iteration of the quasi-Newton stage on ``loss()``: its terms, and why training
-        stops here (the loss stalled, or the line search cannot progress) or None."""
+        stops here (the loss stalled, or the line search cannot progress) or None.
+        ``system``: the Gauss-Newton normal equations (A, g, R'R) of this rank's points, for
+        ``optim.qn=lm``."""
+        if isinstance(self.qn, LevenbergMarquardt):
+            return self._lm_step(step, loss, ranks, system)
+
         def evaluate():
             # On several ranks the global loss and gradient, the same on every rank, so that
             # every rank's line search takes the same decisions.
@@ -114,6 +120,33 @@ class Optimizers:
             stop = (f"{self.qn.name}: {info['stalled']}; training stopped "
                     f"(optim.on_line_search_failure="
                     f"{choice(self.cfg.on_line_search_failure)})")
+            self.events.add(step, stop)
+        return terms, stop
+
+    def _lm_step(self, step: int, loss: Loss, ranks: Ranks,
+                 system: System) -> Tuple[Dict[str, float], Optional[str]]:
+        """One Levenberg-Marquardt iteration; on several ranks the normal equations and the
+        loss are summed over them, so that every rank takes the same step."""
+        def values() -> Dict[str, float]:
+            total, terms = loss()
+            names = list(terms)
+            summed = distributed.all_sum(torch.stack([total.detach(),
+                                                      *(terms[k].detach() for k in names)]))
+            return dict(zip(["total", *names], summed.tolist()))
+
+        def summed_system():
+            A, g, RR = system()
+            if ranks.group is None:
+                return A, g, RR
+            flat = distributed.all_sum(torch.cat([A.reshape(-1), g, RR.reshape(1)]))
+            n = g.numel()
+            return flat[:n * n].view(n, n), flat[n * n:n * n + n], flat[-1]
+
+        terms = self.qn.step(summed_system, values)
+        stop = self._check_stall(step, terms["total"])
+        stalled = self.qn.last.get("stalled")
+        if stalled:
+            stop = f"{stalled}; training stopped"
             self.events.add(step, stop)
         return terms, stop
 
@@ -175,7 +208,7 @@ class Optimizers:
         if stage == "adam":
             return {"adam/lr": self.adam.param_groups[0]["lr"]}
         return {f"qn/{k}": float(v) for k, v in self.qn.last.items()
-                if k in ("step", "evaluations", "tau", "phi")}
+                if k in ("step", "evaluations", "tau", "phi", "mu", "rho", "tries")}
 
     def metrics(self, steps: int, adam_steps: int) -> Dict[str, int]:
         if self.qn is None:

@@ -16,6 +16,7 @@ from torch import nn
 
 from pinn import distributed
 from pinn.config import choice
+from pinn.attention import ResidualAttention
 from pinn.data import Observations
 from pinn.distributed import Group
 from pinn.losses import (CausalWeighting, boundary_values_per_pair, grad_norm_weights,
@@ -83,6 +84,14 @@ class PointSets:
                        if lc.causal else None)
         if self.causal is not None and group is not None:
             self.causal.reduce = distributed.all_sum
+        kind = choice(lc.attention)
+        self.attention = (None if kind == "none" else
+                          ResidualAttention(kind, lc.attention_gamma, lc.attention_eta,
+                                            lc.attention_lambda0))
+        if self.attention is not None and group is not None:
+            raise ValueError(f"loss.attention={kind} is not supported under torchrun (the "
+                             "multipliers belong to the global points); use one process or "
+                             "loss.attention=none")
 
     def set_batch(self, batch: Batch) -> None:
         """Train on ``batch`` from now on: on one rank of several, on this rank's slice of it,
@@ -101,7 +110,7 @@ class PointSets:
         """The loss terms of the network on this rank's points (:func:`pinn.losses.loss_terms`)."""
         return loss_terms(self.model, self.pde, self.batch, engine=self.engine(step),
                           compile=self.compile, causal=self.causal, data=self.data,
-                          shares=self.shares)
+                          shares=self.shares, attention=self.attention)
 
     # -- redraws and balancing --------------------------------------------------------------
     def redraw_due(self, step: int) -> bool:
@@ -117,6 +126,8 @@ class PointSets:
         self.set_batch(self.sampler.sample(residual if self.adaptive else None))
         if self.causal is not None:
             self.causal.release()
+        if self.attention is not None:
+            self.attention.new_points()
         if self.balance == "grad_norm":
             self.rebalance(step)
 
@@ -143,9 +154,12 @@ class PointSets:
         self.weights = {k: m * self.weights.get(k, 1.0) + (1 - m) * new.get(k, 1.0) for k in keys}
 
     def hold_causal(self) -> None:
-        """One objective per line search: the causal weights held until the next redraw."""
+        """One objective per line search: the causal weights and the attention multipliers
+        held until the next redraw."""
         if self.causal is not None:
             self.causal.hold()
+        if self.attention is not None:
+            self.attention.hold()
 
     def scalars(self) -> Dict[str, float]:
         """The logged weights: ``weight/<term>`` and the smallest causal slice weight (1 once
@@ -153,24 +167,32 @@ class PointSets:
         values = {f"weight/{k}": w for k, w in self.weights.items()}
         if self.causal is not None and self.causal.last is not None:
             values["causal/min_weight"] = float(self.causal.last.min())
+        if self.attention is not None:
+            values.update(self.attention.scalars())
         return values
 
     # -- state ------------------------------------------------------------------------------
     def snapshot(self) -> Dict[str, object]:
         """What a step may change here, cheaply (the batch by reference: draws replace it)."""
         return {"sampler": self.sampler.state_dict(), "batch": self.global_batch,
-                "weights": dict(self.weights)}
+                "weights": dict(self.weights),
+                "attention": None if self.attention is None else self.attention.state_dict()}
 
     def restore(self, snap: Dict[str, object]) -> None:
         self.sampler.load_state_dict(snap["sampler"])
         self.set_batch(snap["batch"])
         self.weights = snap["weights"]
+        if self.attention is not None:
+            self.attention.load_state_dict(snap["attention"], self.global_batch.interior)
 
     def state_dict(self) -> Dict[str, object]:
-        return {"sampler": self.sampler.state_dict(),
-                "batch": self.global_batch.state_dict(),
-                "weights": dict(self.weights),
-                "causal": None if self.causal is None else self.causal.state_dict()}
+        state = {"sampler": self.sampler.state_dict(),
+                 "batch": self.global_batch.state_dict(),
+                 "weights": dict(self.weights),
+                 "causal": None if self.causal is None else self.causal.state_dict()}
+        if self.attention is not None:  # (a run without attention keeps the earlier keys)
+            state["attention"] = self.attention.state_dict()
+        return state
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
         self.sampler.load_state_dict(state["sampler"])
@@ -180,3 +202,5 @@ class PointSets:
         self.weights = dict(state.get("weights", self.weights))
         if self.causal is not None and state.get("causal") is not None:
             self.causal.load_state_dict(state["causal"], self.batch.interior)
+        if self.attention is not None and state.get("attention") is not None:
+            self.attention.load_state_dict(state["attention"], self.batch.interior)
