@@ -11,7 +11,7 @@ and ``accuracy.json`` in ``--out``; the Markdown table is printed.
     python -m pinn.accuracy --quick          # a few minutes: the default recipe, one seed
     python -m pinn.accuracy --nd             # the problems in 2-D and 3-D, KdV, KS
     python -m pinn.accuracy --geometry       # the problems on shapes (holes, L-shape, cylinder)
-    python -m pinn.accuracy --hard           # convection beta = 30, 50 and reaction rho = 5
+    python -m pinn.accuracy --hard           # convection, reaction; the lm and vrba recipes
     python -m pinn.accuracy --cases heat_precise,burgers_precise --seeds 0,1,2
     python -m pinn.accuracy --list           # the cases, their commands and budgets
     python -m pinn.accuracy --jobs 2         # two runs at a time, one torch thread each
@@ -177,11 +177,27 @@ HARD = [
 ]
 
 
+# Burgers and Allen-Cahn with the Gauss-Newton and attention recipes (docs/methods.md).
+METHODS = [
+    ("burgers_lm", "burgers", "precise", ["optim.qn=lm", "sampler.resample_every=50"]),
+    ("allen_cahn_lm", "allen_cahn", "allen_cahn_precise",
+     ["optim.qn=lm", "sampler.n_interior=2000", "sampler.resample_every=25"]),
+    ("burgers_vrba", "burgers", "precise", ["loss.attention=vrba", "loss.weights.ic=100"]),
+    ("allen_cahn_vrba", "allen_cahn", "allen_cahn_precise",
+     ["loss.attention=vrba", "loss.weights.ic=100"]),
+]
+
+
 def hard_suite() -> List[Case]:
-    """The hard cases of :data:`HARD`: 3 seeds, 15 minutes a run."""
-    return [Case(name, problem, preset, [f"experiment={preset}", *extra], minutes=HARD_MINUTES,
-                 published=published)
-            for name, problem, preset, extra, published in HARD]
+    """The hard cases of :data:`HARD` and the recipes of :data:`METHODS`: 3 seeds, 15 minutes
+    a run."""
+    cases = [Case(name, problem, preset, [f"experiment={preset}", *extra], minutes=HARD_MINUTES,
+                  published=published)
+             for name, problem, preset, extra, published in HARD]
+    cases += [Case(name, problem, f"{preset} + {' '.join(extra)}",
+                   [f"experiment={preset}", *extra], minutes=HARD_MINUTES)
+              for name, problem, preset, extra in METHODS]
+    return cases
 
 
 def published_of(case: Case) -> Tuple[str, str]:
@@ -331,7 +347,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--geometry", action="store_true", help="the problems on shapes (L-shape, "
                    "holes, annulus, the cylinder benchmark; about 3 hours)")
     p.add_argument("--hard", action="store_true", help="the hard cases (convection beta = "
-                   "30 and 50, reaction rho = 5; about 2 hours)")
+                   "30 and 50, reaction rho = 5) and Burgers and Allen-Cahn with "
+                   "Levenberg-Marquardt and vRBA (about 5 hours)")
     p.add_argument("--cases", default=None, help="comma-separated case names (see --list)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds for every case")
     p.add_argument("--out", default=None, help="folder of the runs and the table "

@@ -31,9 +31,9 @@ from torch.func import functional_call, jacrev, vmap
 
 from pinn.coords import Derivative
 from pinn.fields import point_fields
-from pinn.losses import (_boundary_misfits, _columns, _initial_misfit, imposed_terms,
-                         piece_misfits, piece_points, piece_values_per_point,
-                         share_key)
+from pinn.losses import imposed_terms, share_key
+from pinn.misfits import (_boundary_misfits, _columns, _initial_misfit, piece_misfits,
+                          piece_points, piece_values_per_point)
 from pinn.pdes.problem import PDE
 from pinn.pdes.unknowns import learned_values
 from pinn.sampling import Batch

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pinn.derivatives import DERIVATIVE_KEYS, compute_derivatives
-from pinn.losses import CausalWeighting, imposed_terms, loss_terms
+from pinn.causal import CausalWeighting
+from pinn.losses import imposed_terms, loss_terms
 from pinn.nn import build_model
 from pinn.nn.embedding import Embedding, HardInitial, check_periodic_lift
 from pinn.nn.norm import bn_layers

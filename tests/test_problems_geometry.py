@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pinn.evaluation import grid_errors, make_eval_grid, predict_grid
-from pinn.losses import loss_terms, piece_values_per_point
+from pinn.losses import loss_terms
+from pinn.misfits import piece_values_per_point
 from pinn.pdes import build_pde
 from pinn.sampling import Sampler
 from tests.conftest import compose_cfg
@@ -361,7 +362,7 @@ def test_the_ranks_bc_terms_on_pieces_sum_to_the_single_process_term():
     # A where entry with one output beside walls with two: the values per point are uneven,
     # so the shares must count values, not points.
     from pinn import distributed
-    from pinn.losses import piece_values_per_point
+    from pinn.misfits import piece_values_per_point
 
     pde = build_pde({"name": "c", "axes": ["x", "y"], "outputs": ["u", "v"],
                      "geometry": HOLES_LIKE, "residual": ["lap(u)", "lap(v)"],

@@ -19,8 +19,9 @@ from pinn.config import choice
 from pinn.attention import ResidualAttention
 from pinn.data import Observations
 from pinn.distributed import Group
-from pinn.losses import (CausalWeighting, boundary_values_per_pair, grad_norm_weights,
-                         loss_terms, piece_values_per_point, residual_magnitude)
+from pinn.causal import CausalWeighting
+from pinn.losses import grad_norm_weights, loss_terms, residual_magnitude
+from pinn.misfits import boundary_values_per_pair, piece_values_per_point
 from pinn.nn.norm import running_statistics_fixed
 from pinn.pdes.problem import PDE
 from pinn.sampling import Batch, Sampler
