@@ -11,7 +11,7 @@ and ``accuracy.json`` in ``--out``; the Markdown table is printed.
     python -m pinn.accuracy --quick          # a few minutes: the default recipe, one seed
     python -m pinn.accuracy --nd             # the problems in 2-D and 3-D, KdV, KS
     python -m pinn.accuracy --geometry       # the problems on shapes (holes, L-shape, cylinder)
-    python -m pinn.accuracy --hard           # convection, reaction; the lm and vrba recipes
+    python -m pinn.accuracy --hard           # convection, reaction; lm, vrba and rba recipes
     python -m pinn.accuracy --cases heat_precise,burgers_precise --seeds 0,1,2
     python -m pinn.accuracy --list           # the cases, their commands and budgets
     python -m pinn.accuracy --jobs 2         # two runs at a time, one torch thread each
@@ -183,8 +183,8 @@ METHODS = [
     ("allen_cahn_lm", "allen_cahn", "allen_cahn_precise",
      ["optim.qn=lm", "sampler.n_interior=2000", "sampler.resample_every=25"]),
     ("burgers_vrba", "burgers", "precise", ["loss.attention=vrba", "loss.weights.ic=100"]),
-    ("allen_cahn_vrba", "allen_cahn", "allen_cahn_precise",
-     ["loss.attention=vrba", "loss.weights.ic=100"]),
+    ("allen_cahn_rba", "allen_cahn", "allen_cahn_precise",
+     ["loss.attention=rba", "loss.weights.ic=100"]),
 ]
 
 

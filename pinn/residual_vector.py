@@ -205,8 +205,7 @@ def normal_equations(model: nn.Module, blocks_: List[Block],
             return r, r
 
         jac = vmap(jacrev(one, has_aux=True), in_dims=(None, *([0] * len(b.rows))))
-        width = b.misfits(model, *(x[:1] for x in b.rows)).numel()
-        step = max(1, chunk_numbers // max(1, width * P))
+        step = max(1, chunk_numbers // max(1, _width(b.misfits, model, *b.rows) * P))
         for s in range(0, b.n, step):
             J_parts, r = jac(flat, *(x[s:s + step] for x in b.rows))
             J = torch.cat([J_parts[f"model.{k}"].reshape(r.numel(), -1) for k in names], dim=1)
