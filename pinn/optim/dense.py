@@ -63,14 +63,17 @@ def dense_memory_bytes(n: int, element_size: int) -> int:
     return DENSE_COPIES * n * n * element_size
 
 
-def dense_size_error(method: str, n: int, element_size: int, max_params: int) -> Optional[str]:
-    """The refusal of a network too large for a dense method (None when it fits)."""
+def dense_size_error(method: str, n: int, element_size: int, max_params: int,
+                     matrix: str = "a dense inverse Hessian takes") -> Optional[str]:
+    """The refusal of a network too large for a method that keeps n x n matrices (None when it
+    fits); ``matrix`` names the matrix and its verb (Levenberg-Marquardt: "the normal equations
+    J'J take", held with their damped copy and its Cholesky factor: three as well)."""
     if n <= max_params:
         return None
     one = n ** 2 * element_size / 2**30
     peak = dense_memory_bytes(n, element_size) / 2**30
-    return (f"optim.qn={method}: the network has {n:,} parameters; a dense inverse Hessian "
-            f"takes {one:.2f} GiB ({n:,}^2 x {element_size} bytes) and training holds up to "
+    return (f"optim.qn={method}: the network has {n:,} parameters; {matrix} "
+            f"{one:.2f} GiB ({n:,}^2 x {element_size} bytes) and training holds up to "
             f"{DENSE_COPIES} such matrices at once, {peak:.2f} GiB; the limit is "
             f"optim.max_dense_params={max_params:,}. Use optim.qn=lbfgs, a smaller network, or "
             f"raise the limit")

@@ -147,17 +147,6 @@ class LevenbergMarquardt:
         self._terms = state["terms"]
 
 
-def lm_size_error(n: int, element_size: int, max_params: int) -> Optional[str]:
-    """The refusal of a network too large for the n x n normal equations (None when it fits)."""
-    if n <= max_params:
-        return None
-    one = n ** 2 * element_size / 2**30
-    return (f"optim.qn=lm: the network has {n:,} parameters; the normal equations J'J take "
-            f"{one:.2f} GiB ({n:,}^2 x {element_size} bytes) and their factorization as much "
-            f"again; the limit is optim.max_dense_params={max_params:,}. Use optim.qn=lbfgs, a "
-            f"smaller network, or raise the limit")
-
-
 def lm_config_error(cfg) -> Optional[str]:
     """Why the run ``cfg`` cannot take ``optim.qn=lm`` (one line), or None.
 
@@ -178,5 +167,4 @@ def lm_config_error(cfg) -> Optional[str]:
     return None
 
 
-__all__ = ["LevenbergMarquardt", "damped_step", "gain_ratio", "next_damping", "lm_size_error",
-           "lm_config_error"]
+__all__ = ["LevenbergMarquardt", "damped_step", "gain_ratio", "next_damping", "lm_config_error"]

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from pinn.optim.dense import METHODS, DenseQuasiNewton, dense_size_error
-from pinn.optim.gauss_newton import LevenbergMarquardt, lm_size_error
+from pinn.optim.gauss_newton import LevenbergMarquardt
 
 QN_METHODS = ("lbfgs", *METHODS, "lm")
 
@@ -278,12 +278,10 @@ def check_quasi_newton(o, params: List[torch.Tensor]) -> None:
     naming the memory it would take)."""
     n = sum(p.numel() for p in params if p.requires_grad)
     method = _method(o)
-    if method in METHODS and params:
-        error = dense_size_error(method, n, params[0].element_size(), o.max_dense_params)
-        if error:
-            raise ValueError(error)
-    if method == "lm" and params:
-        error = lm_size_error(n, params[0].element_size(), o.max_dense_params)
+    if method in (*METHODS, "lm") and params:
+        matrix = "the normal equations J'J take" if method == "lm" else None
+        error = dense_size_error(method, n, params[0].element_size(), o.max_dense_params,
+                                 **({"matrix": matrix} if matrix else {}))
         if error:
             raise ValueError(error)
 

@@ -37,6 +37,16 @@ def make_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_step
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+def _summed(total: torch.Tensor, terms: Dict[str, torch.Tensor]
+            ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """The loss and its terms summed over the ranks (this rank's contributions make the global
+    values; unchanged on one process), detached."""
+    names = list(terms)
+    summed = distributed.all_sum(torch.stack([total.detach(),
+                                              *(terms[k].detach() for k in names)]))
+    return summed[0], dict(zip(names, summed[1:]))
+
+
 class Optimizers:
     """Adam (:attr:`adam`, :attr:`scheduler`) and the quasi-Newton stage (:attr:`qn`, None
     until it starts) over ``params``.
@@ -106,10 +116,7 @@ class Optimizers:
             if ranks.group is None:
                 return total, terms
             ranks.reduce_gradients(self.params)
-            names = list(terms)
-            summed = distributed.all_sum(torch.stack([total.detach(),
-                                                      *(terms[k].detach() for k in names)]))
-            return summed[0], dict(zip(names, summed[1:]))
+            return _summed(total, terms)
 
         terms = self.qn.step(evaluate)
         stop = self._check_stall(step, terms["total"])
@@ -128,11 +135,8 @@ class Optimizers:
         """One Levenberg-Marquardt iteration; on several ranks the normal equations and the
         loss are summed over them, so that every rank takes the same step."""
         def values() -> Dict[str, float]:
-            total, terms = loss()
-            names = list(terms)
-            summed = distributed.all_sum(torch.stack([total.detach(),
-                                                      *(terms[k].detach() for k in names)]))
-            return dict(zip(["total", *names], summed.tolist()))
+            total, terms = _summed(*loss())
+            return {"total": float(total), **{k: float(v) for k, v in terms.items()}}
 
         def summed_system():
             A, g, RR = system()
