@@ -10,8 +10,10 @@ STAMP := $(VENV)/.installed
 train: $(STAMP)
 	$(BIN)/python -m pinn.train $(ARGS)
 
+# Two pytest workers (pytest-xdist; one torch thread each); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 setup: $(STAMP)
 

@@ -312,6 +312,11 @@ class Attention(str, Enum):
     vrba = "vrba"  # variational RBA with the exponential potential
 
 
+class AttentionQN(str, Enum):
+    sampling = "sampling"  # quasi-Newton stage: attention draws the points, unweighted loss
+    weights = "weights"  # quasi-Newton stage: the multipliers weight the residual, held
+
+
 @dataclass
 class LossConfig:
     """The weighted loss.
@@ -333,6 +338,10 @@ class LossConfig:
         attention_gamma: the multipliers' memory gamma (bound eta / (1 - gamma))
         attention_eta: the multipliers' step eta
         attention_lambda0: the multipliers before the first update
+        attention_qn: what attention does in the quasi-Newton stage: sampling (each redraw
+            draws the interior points among RAD's candidates with probability proportional
+            to their attention, and the residual is unweighted: the vRBA authors' scheme) or
+            weights (the multipliers weight the residual, held between redraws)
     """
 
     weights: Dict[str, float] = field(default_factory=lambda: {"res": 1.0, "ic": 10.0, "bc": 1.0})
@@ -345,6 +354,7 @@ class LossConfig:
     attention_gamma: float = 0.999
     attention_eta: float = 0.01
     attention_lambda0: float = 0.0
+    attention_qn: AttentionQN = AttentionQN.sampling
 
 
 @dataclass
@@ -549,6 +559,10 @@ def validate(cfg: DictConfig) -> None:
     _require(choice(cfg.loss.attention) == "none" or not cfg.loss.causal, "loss.attention",
              choice(cfg.loss.attention), "none with loss.causal=true (both weight the residual; "
              "choose one)")
+    _require(choice(cfg.loss.attention) == "none" or choice(cfg.loss.attention_qn) != "sampling"
+             or choice(s.adaptive) == "rad" or t.qn_steps == 0, "loss.attention_qn", "sampling",
+             "weights here; sampling draws the quasi-Newton stage's points by attention among "
+             "RAD's candidates and needs sampler.adaptive=rad")
     _require(cfg.loss.causal_chunks >= 1, "loss.causal_chunks", cfg.loss.causal_chunks,
              "an integer >= 1")
     for name, w in cfg.loss.weights.items():

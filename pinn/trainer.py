@@ -204,7 +204,7 @@ class Trainer:
 
     def _normal_equations(self):
         """A = J'J, g = J'R and R'R of this rank's loss (optim.qn=lm)."""
-        attention = self.points.attention
+        attention = self.points.loss_attention
         rows = blocks(self.model, self.pde, self.batch, self.weights, data=self.data,
                       shares=self.points.shares,
                       attention=None if attention is None else attention.lam)

@@ -16,6 +16,9 @@ from pinn.config import CONFIG_DIR, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()
+# One torch thread in the test process, as in the CLI subprocesses: `make test` runs two
+# workers on two cores, and spinning OpenMP threads collapse when a core is taken.
+torch.set_num_threads(1)
 
 
 def reference_dir() -> Path:

@@ -12,6 +12,7 @@ from pinn.nn import build_model
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
 from pinn.residual_vector import blocks, normal_equations
+from pinn.sampling import Sampler
 from pinn.train import build_trainer
 from tests.conftest import compose_cfg, run_cli
 from tests.test_faults import final_parameters, stop_and_resume
@@ -88,9 +89,11 @@ ATT = ["pde=burgers", "precision=float64", "model.depth=2", "model.width=8", "tr
        "loss.attention=vrba", "loss.attention_lambda0=0.1"]
 
 
-@pytest.fixture(scope="module", params=["ssbroyden", "lm"])
+@pytest.fixture(scope="module", params=[("ssbroyden", "weights"), ("lm", "weights"),
+                                        ("ssbroyden", "sampling")])
 def uninterrupted_attention(request, tmp_path_factory):
-    overrides = [*ATT, f"optim.qn={request.param}"]
+    qn, mode = request.param
+    overrides = [*ATT, f"optim.qn={qn}", f"loss.attention_qn={mode}"]
     tr = build_trainer(compose_cfg(overrides), RunPaths(tmp_path_factory.mktemp("att")))
     assert tr.fit()["status"] == "completed"
     return overrides, final_parameters(tr), tr.events, tr.points.attention
@@ -103,6 +106,49 @@ def test_a_run_with_attention_logs_and_holds_its_multipliers(uninterrupted_atten
     # in the quasi-Newton stage
     assert att.updates == 7
     assert 0 < float(att.lam.min()) and float(att.lam.max()) <= att.bound * (1 + 1e-12)
+
+
+def test_sampling_attention_draws_the_points_and_leaves_the_loss_unweighted(tmp_path):
+    """loss.attention_qn=sampling: in the quasi-Newton stage each redraw counts one draw of
+    attention (the temperature's k), the chosen points' multipliers are the fixed point
+    bound * q / max q of the draw, and the loss is the plain one on the drawn points."""
+    tr = build_trainer(compose_cfg([*ATT, "loss.attention_qn=sampling"]), RunPaths(tmp_path))
+    assert tr.fit()["status"] == "completed"
+    att, points = tr.points.attention, tr.points
+    assert att.samples and att.draws == 2  # redraws at steps 10 and 15 (quasi-Newton from 8)
+    assert points.loss_attention is None
+    torch.testing.assert_close(att.lam, att.bound * points.sampler.last_weights, rtol=0, atol=0)
+    plain = loss_terms(tr.model, tr.pde, points.batch, engine="autograd")
+    got = points.terms(tr.step)
+    torch.testing.assert_close(got["res"], plain["res"], rtol=1e-12, atol=0)
+
+
+def test_draw_weights_follow_the_potential_at_the_draw_count():
+    att = ResidualAttention("vrba", gamma=0.999, eta=0.01, lambda0=0.0, qn_mode="sampling")
+    r = np.abs(R.numpy())
+    for k in range(3):
+        want = np.exp((r / r.max() - 1.0) * math.log(k + 2))
+        np.testing.assert_allclose(att.draw_weights(R.abs()).numpy(), want, rtol=1e-14)
+    assert att.draws == 3 and att.updates == 0
+    rba = ResidualAttention("rba", gamma=0.9, eta=0.1, lambda0=0.0, qn_mode="sampling")
+    np.testing.assert_allclose(rba.draw_weights(R.abs()).numpy(), r / r.max(), rtol=1e-15)
+
+
+def test_a_draw_by_weights_keeps_only_weighted_candidates():
+    """Candidates of weight zero are never drawn while enough others have weight (RAD's
+    uniform share rad_c would draw them)."""
+    from pinn.geometry import Domain
+    from pinn.coords import Axes
+    dom = Domain(Axes(("x",), True), [(0.0, 1.0), (0.0, 1.0)])
+    sampler = Sampler("sobol", 50, 4, 4, dom, torch.float64, torch.Generator().manual_seed(1),
+                      rad=(1.0, 1.0, 4))
+    att = ResidualAttention("rba", gamma=0.9, eta=0.1, lambda0=0.0, qn_mode="sampling")
+    residual = lambda p: (p[:, 0] - 0.5).clamp(min=0.0)  # zero on x <= 0.5
+    batch = sampler.sample(residual, weigh=att.draw_weights)
+    assert bool((batch.interior[:, 0] > 0.5).all())
+    assert sampler.last_weights.shape == (50,) and bool((sampler.last_weights > 0).all())
+    plain = sampler.sample(residual)  # RAD with rad_c = 1: some points on the zero side
+    assert bool((plain.interior[:, 0] <= 0.5).any())
 
 
 @pytest.mark.parametrize("stop_at", [4, 9, 11])  # in Adam, in the stage, after a redraw
@@ -118,6 +164,7 @@ def test_resume_with_attention_is_bitwise(stop_at, tmp_path, uninterrupted_atten
     ("loss.attention=rbaa", "loss.attention='rbaa' is not allowed: one of none, rba, vrba"),
     ("loss.attention_gamma=1", "loss.attention_gamma=1.0 is not allowed: a number in [0, 1)"),
     ("loss.attention_eta=0", "loss.attention_eta=0.0 is not allowed: a finite number > 0"),
+    ("loss.attention_qn=both", "loss.attention_qn='both' is not allowed: one of sampling, weights"),
 ])
 def test_bad_attention_settings_stop_in_one_line(tmp_path, override, message):
     p = run_cli([override, "trainer.steps=1", "trainer.qn_steps=0"], tmp_path)

@@ -209,6 +209,7 @@ def run_folders(cwd: Path) -> list:
     return sorted(p.parent for p in (cwd / "outputs").glob("**/metrics.json"))
 
 
+@pytest.mark.slow  # 60 s; the two-rank runs of the default suite cover sharding, the lost rank and the checkpoint keys
 def test_torchrun_rank0_writes_and_a_two_rank_checkpoint_resumes_on_one(tmp_path):
     """One run folder (rank 0's), one metrics.json, no scratch folder left; then its
     checkpoint continues on one process and matches a single-process run of the same total

@@ -237,6 +237,7 @@ def test_resume_with_another_quasi_newton_method_converts_its_state(before, afte
     assert metrics["qn_evaluations"] > 0
 
 
+@pytest.mark.slow  # 36 s; resume from a named checkpoint stays in the default run
 def test_resume_auto_picks_the_newest_run_with_the_same_config(tmp_path):
     small = [*EXACT, "trainer.steps=4", "trainer.qn_steps=0"]
     for seed in (1, 0):  # the seed-0 run is the newer one, but its config differs

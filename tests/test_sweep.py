@@ -335,6 +335,7 @@ def _wait_for_running_trial(sweep_dir, process, timeout=120.0):
     raise AssertionError(f"no running trial: {process.communicate()[1][-3000:]}")
 
 
+@pytest.mark.slow  # 33 s; one search continued on its study stays in the default run
 def test_two_searches_on_one_study_run_every_trial_once(tmp_path):
     """The second search starts while the first runs a trial: neither takes the other's
     running trials for stale ones, and together they run n_trials (one more at most: asking

@@ -11,7 +11,7 @@ from torch.quasirandom import SobolEngine
 from pinn.coords import Axes
 from pinn.geometry import Domain
 from pinn.geometry.region import Region
-from pinn.sampling.rad import rad_select
+from pinn.sampling.rad import rad_probabilities, weighted_select
 
 # points (M, d) -> (M,) absolute PDE residual of candidate points
 Residual = Callable[[torch.Tensor], torch.Tensor]
@@ -124,6 +124,7 @@ class Sampler:
             raise ValueError(f"sampler.kind={kind!r} is not allowed: one of uniform, sobol")
         self.kind = kind
         self.rad = rad
+        self.last_weights: Optional[torch.Tensor] = None  # of the last RAD draw's points
         if not isinstance(domain, (Domain, Region)):  # (x_min, x_max, t_min, t_max): 1-D
             x0, x1, t0, t1 = domain
             domain = Domain(Axes(("x",), True), [(x0, x1), (t0, t1)])
@@ -179,22 +180,28 @@ class Sampler:
                  for j, m in enumerate(self.per_piece)]
         return initial, tuple(p for p, _ in drawn), tuple(n for _, n in drawn)
 
-    def sample(self, residual: Optional[Residual] = None) -> Batch:
+    def sample(self, residual: Optional[Residual] = None,
+               weigh: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Batch:
         """A new draw; with ``residual`` and RAD configured, adaptive interior points.
 
         Args:
             residual: points (M, d) in the run's dtype and device -> (M,) absolute residual
                 of the current network, or None for a plain draw.
+            weigh: the candidates' absolute residuals (M,) on the CPU -> their selection
+                weights (M,), >= 0; None: RAD's probabilities with (k, c). The chosen points'
+                weights are kept in :attr:`last_weights`.
         """
         dom, d = self.domain, self.domain.dim
         if residual is not None and self.rad is not None:
             k, c, oversample = self.rad
             cand = self._interior(oversample * self.n_interior)
-            eps = residual(self._to(cand))  # on the device
-            interior = cand[rad_select(eps.detach().cpu(), self.n_interior, k, c,
-                                       self.generator)]
+            eps = residual(self._to(cand)).detach().cpu()  # computed on the device
+            w = rad_probabilities(eps, k, c) if weigh is None else weigh(eps)
+            chosen = weighted_select(w, self.n_interior, self.generator)
+            interior, self.last_weights = cand[chosen], w[chosen]
         else:
             interior = self._interior(self.n_interior)
+            self.last_weights = None
         to = self._to
         if self.region is not None:
             initial, points, normals = self._region_sets()

@@ -35,6 +35,27 @@ def rad_probabilities(residual_abs: torch.Tensor, k: float, c: float) -> torch.T
     return weights / total
 
 
+def weighted_select(weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``n`` candidates drawn without replacement, each with probability
+    proportional to its weight (uniform when every weight is zero).
+
+    Args:
+        weights: (M,) non-negative selection weights of the candidates, M >= n.
+        n: points to keep.
+        generator: the source of randomness (a seed fixes the draw).
+
+    Returns:
+        (n,) int64 indices into the candidates.
+    """
+    w = weights.detach().to(torch.float64).reshape(-1)
+    if n > w.numel():
+        raise ValueError(f"RAD needs at least as many candidates as points: {w.numel()} < {n}")
+    total = w.sum()
+    if not (torch.isfinite(total) and total > 0):
+        w = torch.full_like(w, 1.0 / w.numel())
+    return torch.multinomial(w, n, replacement=False, generator=generator)  # normalizes w
+
+
 def rad_select(residual_abs: torch.Tensor, n: int, k: float, c: float,
                generator: torch.Generator) -> torch.Tensor:
     """Indices of ``n`` candidates drawn without replacement with the RAD probabilities.
@@ -48,7 +69,4 @@ def rad_select(residual_abs: torch.Tensor, n: int, k: float, c: float,
     Returns:
         (n,) int64 indices into the candidates.
     """
-    p = rad_probabilities(residual_abs, k, c)
-    if n > p.numel():
-        raise ValueError(f"RAD needs at least as many candidates as points: {p.numel()} < {n}")
-    return torch.multinomial(p, n, replacement=False, generator=generator)
+    return weighted_select(rad_probabilities(residual_abs, k, c), n, generator)

@@ -88,7 +88,8 @@ class PointSets:
         kind = choice(lc.attention)
         self.attention = (None if kind == "none" else
                           ResidualAttention(kind, lc.attention_gamma, lc.attention_eta,
-                                            lc.attention_lambda0))
+                                            lc.attention_lambda0, choice(lc.attention_qn)))
+        self.qn_from = cfg.trainer.steps  # the first step of the quasi-Newton stage
         if self.attention is not None and group is not None:
             raise ValueError(f"loss.attention={kind} is not supported under torchrun (the "
                              "multipliers belong to the global points); use one process or "
@@ -111,7 +112,14 @@ class PointSets:
         """The loss terms of the network on this rank's points (:func:`pinn.losses.loss_terms`)."""
         return loss_terms(self.model, self.pde, self.batch, engine=self.engine(step),
                           compile=self.compile, causal=self.causal, data=self.data,
-                          shares=self.shares, attention=self.attention)
+                          shares=self.shares, attention=self.loss_attention)
+
+    @property
+    def loss_attention(self) -> Optional[ResidualAttention]:
+        """The attention that weights the residual now: None without attention, and while
+        attention chooses the points instead (``loss.attention_qn=sampling``)."""
+        a = self.attention
+        return a if a is not None and a.in_loss else None
 
     # -- redraws and balancing --------------------------------------------------------------
     def redraw_due(self, step: int) -> bool:
@@ -124,11 +132,17 @@ class PointSets:
         # Every rank draws the same global set; RAD's candidate residuals are computed a slice
         # per rank and gathered, so every rank selects the same points.
         residual = (lambda p: distributed.sharded_map(lambda q: self._residual(q, step), p))
-        self.set_batch(self.sampler.sample(residual if self.adaptive else None))
+        a = self.attention
+        if a is not None and a.qn_mode == "sampling" and step >= self.qn_from:
+            # Quasi-Newton stage: attention chooses the points among RAD's candidates.
+            self.set_batch(self.sampler.sample(residual, weigh=a.draw_weights))
+            a.drawn(self.sampler.last_weights.to(self.global_batch.interior))
+        else:
+            self.set_batch(self.sampler.sample(residual if self.adaptive else None))
+            if a is not None:
+                a.new_points()
         if self.causal is not None:
             self.causal.release()
-        if self.attention is not None:
-            self.attention.new_points()
         if self.balance == "grad_norm":
             self.rebalance(step)
 
