@@ -2,6 +2,7 @@
 Dirichlet, Neumann and Robin misfits on pieces against a hand computation with the exact
 normals, conditions chosen by predicates, the evaluation grid masked to the region, training
 from the command line, and every bad condition in one line."""
+import dataclasses
 import math
 
 import numpy as np
@@ -307,6 +308,26 @@ def test_a_segment_distance_is_normalized():
     assert torch.all(phi(far) > 0.1)  # zero on the segment only, not on its line
 
 
+def test_a_box_face_distance_vanishes_on_the_face_only():
+    from pinn.geometry.shapes import face_distance
+
+    phi = face_distance((0.0, 0.0, 0.0), (1.0, 2.0, 3.0), axis=2, upper_side=True)
+    g = torch.Generator().manual_seed(0)
+    on = torch.rand(200, 3, dtype=F64, generator=g) * torch.tensor([1.0, 2.0, 0.0], dtype=F64)
+    on[:, 2] = 3.0
+    assert float(phi(on).abs().max()) < 1e-15
+    # the rest of the plane z = 3: beyond each edge and beyond the corners
+    off = torch.tensor([[1.05, 1.0, 3.0], [-0.05, 1.0, 3.0], [0.5, 2.05, 3.0],
+                        [0.5, -0.05, 3.0], [1.05, 2.05, 3.0], [3.0, 5.0, 3.0]], dtype=F64)
+    assert bool((phi(off) > 1e-4).all())
+    h = 1e-6
+    below = on.clone()
+    below[:, 2] -= h
+    inner = (on[:, 0] > 0.01) & (on[:, 0] < 0.99) & (on[:, 1] > 0.01) & (on[:, 1] < 1.99)
+    torch.testing.assert_close(phi(below)[inner] / h, torch.ones(int(inner.sum()), dtype=F64),
+                               atol=1e-5, rtol=0)  # d phi / dn = 1
+
+
 @pytest.mark.parametrize("change, match", [
     (["model.hard_initial=true"], r"model.hard_boundary=true with model.hard_initial=true"),
     (["+pde.conditions.lid={where: 'x > 2', u: '0', v: '0'}"],
@@ -334,11 +355,78 @@ def test_hard_conditions_refuse_a_piece_cut_inside_the_domain():
                      "residual": "lap(u)", "conditions": {"a": "0", "b": "0"}})
     with pytest.raises(ValueError, match=r"part of the piece a lies inside the domain"):
         build_distance_constraint(pde, False)
-    box3 = build_pde({"name": "s", "axes": ["x", "y", "z"],
-                      "geometry": {"shape": "sphere", "name": "s", "center": [0, 0, 0],
-                                   "radius": 1}, "residual": "lap(u)", "conditions": {"s": "0"}})
-    with pytest.raises(ValueError, match=r"distance functions for 3-D shapes are not available"):
-        build_distance_constraint(box3, False)
+    # A distance that is not positive inside the domain is refused (a stand-in that vanishes
+    # on the plane y = 0.5 through the middle of a box).
+    box = build_pde({"name": "s", "axes": ["x", "y", "z"], "geometry": BOX3,
+                     "residual": "lap(u)", "conditions": {"b": "0"}})
+    rp = box.region.pieces[0]
+    object.__setattr__(rp, "piece", dataclasses.replace(rp.piece, distance=lambda p: p[:, 1] - 0.5))
+    with pytest.raises(ValueError, match=r"the distance function of the piece b.x_min vanishes "
+                                         r"or changes sign inside the domain") as info:
+        build_distance_constraint(box, False)
+    assert "\n" not in str(info.value)
+
+
+BOX3 = {"shape": "box", "name": "b", "min": [0, 0, 0], "max": [1, 1, 1]}
+SHAPES3 = {
+    "box": ({"shape": "box", "name": "b", "min": [0, 0, 0], "max": [1, 2, 1]}, ["b"]),
+    "sphere": ({"shape": "sphere", "name": "s", "center": [0, 0, 0], "radius": 1}, ["s"]),
+    "cylinder": ({"shape": "cylinder", "name": "c", "base": [0, 0, 0], "radius": 0.5,
+                  "height": 2, "axis": "y"}, ["c"]),
+    "box_minus_sphere": ({"difference": [BOX3, {"shape": "sphere", "name": "s",
+                                                "center": [0.5, 0.5, 0.5], "radius": 0.2}]},
+                         ["b", "s"]),
+    "box_minus_cylinder": ({"difference": [BOX3, {"shape": "cylinder", "name": "c",
+                                                  "base": [0.5, 0.5, 0.3], "radius": 0.2,
+                                                  "height": 0.4, "axis": "z"}]}, ["b", "c"]),
+    # a step: the face z = 1 of b ends where the taller box begins
+    "step": ({"union": [BOX3, {"shape": "box", "name": "tall", "min": [1, 0, 0],
+                               "max": [2, 1, 3]}]}, ["b", "tall"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES3))
+def test_distance_functions_in_three_dimensions(name):
+    """Each Dirichlet piece's distance is zero on the piece, its derivative along the inward
+    normal 1 there (central differences about a point 1e-4 inside), positive inside; the
+    transform takes the boundary values exactly."""
+    from pinn.nn.distance import build_distance_constraint
+
+    geometry, shapes = SHAPES3[name]
+    pde = build_pde({"name": "u", "axes": ["x", "y", "z"], "geometry": geometry,
+                     "residual": "lap(u)", "conditions": {n: "1 + x * y - z" for n in shapes}})
+    constraint = build_distance_constraint(pde, False)
+    region = pde.region
+    u = (torch.arange(400, dtype=F64)[:, None] + 0.5) / 400
+    unit = torch.cat([u, torch.remainder(u * 7.31, 1.0)], 1)  # (400, 2) spread on the piece
+    inside = region.interior_space(500, lambda m: torch.rand(m, 3, dtype=F64,
+                                                             generator=torch.Generator()
+                                                             .manual_seed(m)))
+    N = torch.randn(400, 1, dtype=F64, generator=torch.Generator().manual_seed(1))
+    for j, rp in enumerate(region.pieces):
+        p, n = rp.piece.draw(unit)
+        n = -n if rp.flip else n
+        keep = region._keep(p, n)
+        p, inward = p[keep], -n[keep]
+        assert p.shape[0] > 50
+        assert float(constraint._distance(j, p).abs().max()) < 1e-15, rp.name
+        h = 1e-4
+        a = p + (1 + 1e-4) * h * inward  # away from the piece, where phi is smooth
+        d = (constraint._distance(j, a + 1e-6 * inward)
+             - constraint._distance(j, a - 1e-6 * inward)) / 2e-6
+        torch.testing.assert_close(d, torch.ones_like(d), atol=2e-3, rtol=0)
+        assert bool((constraint._distance(j, inside) > 0).all()), rp.name
+        out = constraint(p, N[: p.shape[0]])
+        want = 1 + p[:, 0] * p[:, 1] - p[:, 2]
+        assert float((out[:, 0] - want).abs().max()) < 1e-14, rp.name
+    # The network with the transform: the loss has no boundary term and a finite residual
+    from pinn.nn import build_model
+
+    cfg = compose_cfg(["pde=poisson3d", "model.hard_boundary=true", "precision=float64",
+                       "model.width=8", "model.depth=2"])
+    model = build_model(cfg, pde)
+    terms = loss_terms(model, pde, batch_of(pde, n=100, nb=60))
+    assert set(terms) == {"res"} and bool(torch.isfinite(terms["res"]))
 
 
 class Smooth(torch.nn.Module):

@@ -48,7 +48,7 @@ class Piece:
     measure: float
     draw: Callable[[Tensor], Tuple[Tensor, Tensor]]
     # points (N, k) -> (N,): a distance to the piece normalized to first order (0 on it, unit
-    # normal derivative there, > 0 on the shape's side), for hard conditions (2-D); None in 3-D
+    # normal derivative there, > 0 on the shape's side), for hard conditions
     distance: Optional[Callable[[Tensor], Tensor]] = None
     signed: bool = False  # the distance is negative beyond the piece (a hole's: flip it)
 
@@ -84,20 +84,51 @@ def _segment(a: Sequence[float], b: Sequence[float], normal: Sequence[float]):
     return draw
 
 
+def trimmed(f: Tensor, t: Tensor) -> Tensor:
+    """Sukumar & Srivastava's trimming (CMAME 389 (2022) 114333, eq. 25): from f, a distance
+    to a curve or surface normalized to first order, and t, a trimming function >= 0 on the
+    part to keep, a smooth function >= 0 that vanishes on that part only, with unit normal
+    derivative there (it is |f| to fourth order where t > 0)."""
+    varphi = torch.sqrt(t * t + f ** 4)
+    return torch.sqrt(f * f + ((varphi - t) / 2) ** 2)
+
+
+def _ball_trim(p: Tensor, center: Sequence[float], radius: float) -> Tensor:
+    """(r^2 - |p - c|^2) / 2r: >= 0 in the ball of radius r about c, normalized to first order."""
+    return (radius ** 2 - (p - p.new_tensor(center)).square().sum(1)) / (2 * radius)
+
+
 def segment_distance(a: Sequence[float], b: Sequence[float]) -> Callable[[Tensor], Tensor]:
     """The trimmed distance to the segment a-b (Sukumar & Srivastava, CMAME 389 (2022)
     114333, eq. 25): zero on the segment only, its normal derivative 1 there, smooth."""
     ax, ay = float(a[0]), float(a[1])
     bx, by = float(b[0]), float(b[1])
     length = math.hypot(bx - ax, by - ay)
-    cx, cy = (ax + bx) / 2, (ay + by) / 2
+    center = ((ax + bx) / 2, (ay + by) / 2)
 
     def phi(p: Tensor) -> Tensor:
         x, y = p[:, 0], p[:, 1]
         f = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length  # signed distance to the line
-        t = ((length / 2) ** 2 - (x - cx) ** 2 - (y - cy) ** 2) / length
-        varphi = torch.sqrt(t * t + f ** 4)
-        return torch.sqrt(f * f + ((varphi - t) / 2) ** 2)
+        return trimmed(f, _ball_trim(p, center, length / 2))
+    return phi
+
+
+def face_distance(lower, upper, axis: int, upper_side: bool) -> Callable[[Tensor], Tensor]:
+    """The trimmed distance to a face of an axis-aligned box normal to ``axis``: the distance
+    to its plane, trimmed by the R-conjunction t1 + t2 - sqrt(t1^2 + t2^2) of the slabs
+    t_j = ((w_j / 2)^2 - (x_j - c_j)^2) / w_j of the face's extent along the other axes (>= 0
+    on the face's rectangle only), so that it vanishes on the face and nowhere else."""
+    others = [j for j in range(len(lower)) if j != axis]
+    plane = float(upper[axis] if upper_side else lower[axis])
+    mids = [(lower[j] + upper[j]) / 2 for j in others]
+    widths = [upper[j] - lower[j] for j in others]
+
+    def phi(p: Tensor) -> Tensor:
+        slabs = [((w / 2) ** 2 - (p[:, j] - c) ** 2) / w for j, c, w in zip(others, mids, widths)]
+        t = slabs[0]
+        for s in slabs[1:]:
+            t = t + s - torch.sqrt(t * t + s * s)
+        return trimmed(p[:, axis] - plane, t)
     return phi
 
 
@@ -410,7 +441,8 @@ class Cuboid(Rectangle):
                 if j != axis:
                     area *= self.upper[j] - self.lower[j]
             out.append(Piece(f"{self.name}.{face}", self.name, area,
-                             _rectangle_face(self.lower, self.upper, axis, up)))
+                             _rectangle_face(self.lower, self.upper, axis, up),
+                             face_distance(self.lower, self.upper, axis, up)))
         return out
 
 
@@ -427,7 +459,10 @@ class Sphere(Disk):
             rho = torch.sqrt((1 - z * z).clamp(min=0))
             n = torch.stack([rho * torch.cos(ph), rho * torch.sin(ph), z], dim=1)
             return c + self.radius * n, n
-        return [Piece(self.name, self.name, 4 * math.pi * self.radius ** 2, draw)]
+
+        def phi(p: Tensor) -> Tensor:  # (r^2 - |p - c|^2) / 2r: > 0 inside
+            return _ball_trim(p, self.center, self.radius)
+        return [Piece(self.name, self.name, 4 * math.pi * self.radius ** 2, draw, phi, True)]
 
 
 class Cylinder(Shape):
@@ -486,10 +521,26 @@ class Cylinder(Shape):
                 n[:, self.axis] = 1.0 if top else -1.0
                 return p, n
             return draw
-        return [Piece(f"{self.name}.side", self.name, 2 * math.pi * r * h, side),
-                Piece(f"{self.name}.bottom", self.name, math.pi * r * r, cap(False)),
-                Piece(f"{self.name}.top", self.name, math.pi * r * r, cap(True))]
+        def radial(p: Tensor) -> Tensor:  # (r^2 - rho^2) / 2r, rho the distance to the axis
+            q = p[:, self.across] - p.new_tensor([self.base[j] for j in self.across])
+            return (r * r - q.square().sum(1)) / (2 * r)
+
+        def along(p: Tensor) -> Tensor:  # the height above the base
+            return p[:, self.axis] - self.base[self.axis]
+
+        def side_phi(p: Tensor) -> Tensor:  # the side, trimmed to the slab between the caps
+            a = along(p)
+            return trimmed(radial(p), a * (h - a) / h)
+
+        def cap_phi(top: bool):
+            def phi(p: Tensor) -> Tensor:  # a cap's plane, trimmed to the cap's disk
+                return trimmed(h - along(p) if top else along(p), radial(p))
+            return phi
+        return [Piece(f"{self.name}.side", self.name, 2 * math.pi * r * h, side, side_phi),
+                Piece(f"{self.name}.bottom", self.name, math.pi * r * r, cap(False),
+                      cap_phi(False)),
+                Piece(f"{self.name}.top", self.name, math.pi * r * r, cap(True), cap_phi(True))]
 
 
 __all__ = ["GeometryError", "Piece", "Shape", "Rectangle", "Disk", "Ellipse", "Polygon",
-           "Cuboid", "Sphere", "Cylinder"]
+           "Cuboid", "Sphere", "Cylinder", "trimmed", "segment_distance", "face_distance"]
