@@ -8,7 +8,13 @@ for each output o with Dirichlet conditions: phi_o is the R-equivalence (m = 2) 
 normalized distances phi_i to its Dirichlet pieces (zero exactly there, positive inside), and
 g_o = sum_i w_i g_i the transfinite interpolation of their values, w_i = prod_{j != i}
 phi_j^2 / sum_k prod_{j != k} phi_j^2 (w_i = 1 on piece i). N is the network. Neumann and Robin
-conditions stay in the loss. The transform is differentiated by autograd (``taylor = False``).
+conditions stay in the loss. With ``model.hard_initial=true`` too (first order in time),
+
+    u_o = u0_o + (g_o - g_o|t=t_min) + tau phi_o N_o,    tau = (t - t_min) / (t_max - t_min),
+
+which is u0 at t_min and g_i on piece i where the data are compatible (u0 = g_i there at
+t_min, checked); an output without Dirichlet pieces is u0_o + tau N_o. The transform is
+differentiated by autograd (``taylor = False``).
 """
 from __future__ import annotations
 
@@ -34,50 +40,69 @@ class DistanceConstraint(nn.Module):
     reason = ("the hard boundary condition on shapes (approximate distance functions) is "
               "differentiated by autograd")
 
-    def __init__(self, pde, by_output: Dict[int, List[Tuple[int, object]]], imposes_all: bool):
+    def __init__(self, pde, by_output: Dict[int, List[Tuple[int, object]]], imposes_all: bool,
+                 hard_initial: bool = False):
         super().__init__()
         self.pde = pde
         self.by_output = by_output
         self.imposes_all = imposes_all
+        self.hard_initial = hard_initial
+        if hard_initial:
+            self.t_min, self.t_max = (float(v) for v in pde.domain.time)
 
     @property
     def imposes(self) -> Tuple[str, ...]:
-        return ("bc",) if self.imposes_all else ()
+        return (("ic",) if self.hard_initial else ()) + (("bc",) if self.imposes_all else ())
 
     def _distance(self, j: int, space: Tensor) -> Tensor:
         rp = self.pde.region.pieces[j]
         phi = rp.piece.distance(space)
         return -phi if (rp.flip and rp.piece.signed) else phi
 
+    @staticmethod
+    def _interpolate(phis: List[Tensor], values: List[Tensor]) -> Tensor:
+        """The transfinite interpolation g = sum_i w_i g_i of the pieces' values."""
+        if len(phis) == 1:
+            return values[0]
+        others = []
+        for k in range(len(phis)):
+            prod = None
+            for j, v in enumerate(phis):
+                if j != k:
+                    prod = v * v if prod is None else prod * v * v
+            others.append(prod)
+        total = sum(others)
+        # At a corner of two Dirichlet pieces every product vanishes: there g is the mean of
+        # the pieces' values (their common value where the data is continuous).
+        corner = total == 0
+        mean = sum(values) / len(values)
+        return torch.where(corner, mean, sum(w * v for w, v in zip(others, values))
+                           / torch.where(corner, torch.ones_like(total), total))
+
     def forward(self, points: Tensor, N: Tensor) -> Tensor:  # (N, d), (N, n_out)
         space = points[:, : self.pde.region.k]
+        if self.hard_initial:  # u0 + (g - g at t_min) + tau phi N (module doc)
+            tau = (points[:, -1] - self.t_min) / (self.t_max - self.t_min)
+            start = points.clone()
+            start[:, -1] = self.t_min
+            u0 = self.pde.initial_at(points)
         cols = []
         for o in range(N.shape[1]):
             pieces = self.by_output.get(o)
+            free = N[:, o] if not self.hard_initial else u0[:, o] + tau * N[:, o]
             if not pieces:
-                cols.append(N[:, o : o + 1])
+                cols.append(free[:, None])
                 continue
             phis = [self._distance(j, space) for j, _ in pieces]
-            values = [self.pde.expressions_at([e], points)[:, 0] for _, e in pieces]
-            if len(phis) == 1:
-                g = values[0]
-            else:
-                others = []
-                for k in range(len(phis)):
-                    prod = None
-                    for j, v in enumerate(phis):
-                        if j != k:
-                            prod = v * v if prod is None else prod * v * v
-                    others.append(prod)
-                total = sum(others)
-                # At a corner of two Dirichlet pieces every product vanishes: there g is the
-                # mean of the pieces' values (their common value where the data is continuous).
-                corner = total == 0
-                mean = sum(values) / len(values)
-                g = torch.where(corner, mean, sum(w * v for w, v in zip(others, values))
-                                / torch.where(corner, torch.ones_like(total), total))
+            g = self._interpolate(phis, [self.pde.expressions_at([e], points)[:, 0]
+                                         for _, e in pieces])
             phi = r_equivalence(phis)
-            cols.append((g + phi * N[:, o])[:, None])
+            if self.hard_initial:
+                g0 = self._interpolate(phis, [self.pde.expressions_at([e], start)[:, 0]
+                                              for _, e in pieces])
+                cols.append((u0[:, o] + g - g0 + tau * phi * N[:, o])[:, None])
+            else:
+                cols.append((g + phi * N[:, o])[:, None])
         return torch.cat(cols, dim=1)
 
 
@@ -92,9 +117,13 @@ def build_distance_constraint(pde, hard_initial: bool) -> DistanceConstraint:
     """
     key = "model.hard_boundary=true"
     region = pde.region
-    if hard_initial:
-        raise ValueError(f"{key} with model.hard_initial=true: on shapes (pde.geometry) the two "
-                         "are not combined yet; keep the initial condition in the loss")
+    if hard_initial and not pde.axes.time:
+        raise ValueError(f"model.hard_initial=true imposes the initial condition; pde="
+                         f"{pde.name} is steady (no t): leave it off")
+    if hard_initial and pde.initial_velocity_exprs:
+        raise ValueError(f"{key} with model.hard_initial=true on shapes (pde.geometry) is "
+                         f"first order in time; pde={pde.name} has an initial velocity: keep "
+                         "the initial conditions in the loss")
     if not region.exact:
         raise ValueError(f"{key}: distance functions need shapes; pde={pde.name} is a domain "
                          "from point files (the loss holds its conditions)")
@@ -116,9 +145,35 @@ def build_distance_constraint(pde, hard_initial: bool) -> DistanceConstraint:
                     by_output.setdefault(o, []).append((j, v))
     if not by_output:
         raise ValueError(f"{key}: pde={pde.name} has no Dirichlet condition to impose")
-    constraint = DistanceConstraint(pde, by_output, imposes_all=not soft)
+    constraint = DistanceConstraint(pde, by_output, imposes_all=not soft,
+                                    hard_initial=hard_initial)
     _check_positive_inside(constraint, key)
+    if hard_initial:
+        _check_compatible(pde, by_output, key)
     return constraint
+
+
+def _check_compatible(pde, by_output, key: str, rtol: float = 1e-10) -> None:
+    """With a hard initial condition too, the initial value must equal each Dirichlet value
+    on its piece at t = t_min (else no function holds both)."""
+    region = pde.region
+    engine = SobolEngine(region.k - 1, scramble=True, seed=0)
+    unit = engine.draw(512, dtype=torch.float64)
+    t_min = float(pde.domain.time[0])
+    for o, pieces in sorted(by_output.items()):
+        for j, expr in pieces:
+            rp = region.pieces[j]
+            p, n = rp.piece.draw(unit)
+            p = p[region._keep(p, -n if rp.flip else n)]
+            pts = torch.cat([p, torch.full((p.shape[0], 1), t_min, dtype=p.dtype)], 1)
+            u0 = pde.initial_at(pts)[:, o]
+            g = pde.expressions_at([expr], pts)[:, 0]
+            gap = float((u0 - g).abs().max()) if p.shape[0] else 0.0
+            if gap > rtol * max(1.0, float(g.abs().max()) if p.shape[0] else 1.0):
+                raise ValueError(f"{key} with model.hard_initial=true: the initial value of "
+                                 f"{pde.outputs[o]} and its Dirichlet value on {rp.name} differ "
+                                 f"at t = {t_min:g} (by up to {gap:.3g}); no function holds "
+                                 "both: keep one of them in the loss")
 
 
 def _check_positive_inside(constraint: DistanceConstraint, key: str) -> None:
