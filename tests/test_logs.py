@@ -147,6 +147,21 @@ def test_figures_state_problem_step_and_error_and_show_the_error_on_a_log_scale(
     plt.close(fig)
 
 
+def test_an_exact_fit_or_an_empty_slice_still_draws_its_error_panel():
+    """A slice the network fits exactly (a hard initial condition at t_min) has an error of 0
+    everywhere, and a slice outside a region only nan: both draw (a flat log scale)."""
+    import numpy as np
+
+    from pinn.figures import plane_figure, pyplot
+    plt = pyplot()
+    h, v = np.linspace(0, 1, 5), np.linspace(0, 1, 4)
+    exact = np.ones((4, 4 + 1))
+    for pred, ref in ((exact, exact.copy()), (np.full_like(exact, np.nan),) * 2):
+        fig = plane_figure(h, v, pred, ref, "x", "y", "u")
+        assert fig.axes[2].images[0].norm.vmax == 1e-16
+        plt.close(fig)
+
+
 def test_hparams_show_the_problem_network_and_recipe_and_command_line_keys_first():
     from pinn.train import BN_KEYS, hparam_view
     view = hparam_view(compose_cfg(["pde=heat", "optim.lr=3e-3"]), ["optim.lr", "pde"],
