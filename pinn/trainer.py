@@ -74,6 +74,7 @@ class Trainer:
         # text stops the run as pruned (a search's trial reporter, pinn.sweep.trial).
         self.monitor: Optional[Callable[[int, Dict[str, float]], Optional[str]]] = None
         self.prune_reason: Optional[str] = None
+        self.figures_failed = False  # a figure that failed to draw turns figures off
         self.bn = BNSchedule(model, cfg.bn, self.event_log)
         self.probe: Optional[DivergenceProbe] = None
         if self.bn.has_bn and cfg.log.divergence_every > 0:
@@ -258,17 +259,26 @@ class Trainer:
         errors.update(quantity_errors(self.quantities, self.pde))
         self.logger.scalars({f"error/{k}": v for k, v in errors.items()}, self.step)
         self.logger.scalars({f"quantity/{k}": v for k, v in self.quantities.items()}, self.step)
-        if with_figure and self.cfg.log.figures and self.logger.writer is not None:
-            for tag, fig in output_figures(self.grid, pred, self.pde.outputs, self.cfg.pde.name,
-                                           self.step, self.paths.root.name):
-                self.logger.figure(tag, fig, self.step)
-            attention = self.points.attention
-            if attention is not None and attention.lam is not None:
-                self.logger.figure("attention/multipliers", attention_figure(
-                    self.batch.interior.detach().cpu().numpy(), attention.lam.cpu().numpy(),
-                    self.pde.axes.names), self.step)
+        if (with_figure and self.cfg.log.figures and self.logger.writer is not None
+                and not self.figures_failed):
+            try:
+                self._figures(pred)
+            except Exception as e:  # a picture never costs the run: say so once, go on
+                self.figures_failed = True
+                self.event_log.add(self.step, f"figures stopped (the run goes on): "
+                                              f"{type(e).__name__}: {e}")
         self.last_errors = errors
         return errors
+
+    def _figures(self, pred) -> None:
+        for tag, fig in output_figures(self.grid, pred, self.pde.outputs, self.cfg.pde.name,
+                                       self.step, self.paths.root.name):
+            self.logger.figure(tag, fig, self.step)
+        attention = self.points.attention
+        if attention is not None and attention.lam is not None:
+            self.logger.figure("attention/multipliers", attention_figure(
+                self.batch.interior.detach().cpu().numpy(), attention.lam.cpu().numpy(),
+                self.pde.axes.names), self.step)
 
     def divergence(self) -> Dict[str, float]:
         """Forward-vs-predict divergence on the probe set, logged under ``divergence/``. On

@@ -162,6 +162,23 @@ def test_an_exact_fit_or_an_empty_slice_still_draws_its_error_panel():
         plt.close(fig)
 
 
+def test_a_figure_that_fails_to_draw_does_not_cost_the_run(tmp_path, monkeypatch):
+    import pinn.trainer
+    from pinn.paths import RunPaths
+    from pinn.train import build_trainer
+
+    def broken(*args, **kwargs):
+        raise ValueError("Invalid vmin or vmax")
+    monkeypatch.setattr(pinn.trainer, "output_figures", broken)
+    cfg = compose_cfg(["trainer.steps=4", "trainer.qn_steps=0", "trainer.eval_every=2",
+                       "model.width=8", "sampler.n_interior=64", "trainer.progress=false"])
+    tr = build_trainer(cfg, RunPaths(tmp_path / "run"))
+    metrics = tr.fit()
+    assert metrics["status"] == "completed" and "error/l2_rel/u" in metrics
+    said = [e["event"] for e in tr.events if "figures" in e["event"]]
+    assert said == ["figures stopped (the run goes on): ValueError: Invalid vmin or vmax"]
+
+
 def test_hparams_show_the_problem_network_and_recipe_and_command_line_keys_first():
     from pinn.train import BN_KEYS, hparam_view
     view = hparam_view(compose_cfg(["pde=heat", "optim.lr=3e-3"]), ["optim.lr", "pde"],
