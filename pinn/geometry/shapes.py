@@ -132,11 +132,8 @@ def face_distance(lower, upper, axis: int, upper_side: bool) -> Callable[[Tensor
     return phi
 
 
-def r_equivalence(values: Sequence[Tensor]) -> Tensor:
-    """The R-equivalence (m = 2) of distances phi_i: prod phi / sqrt(sum_k prod_{j!=k}
-    phi_j^2), zero where any phi_i is, written without division by a phi."""
-    if len(values) == 1:
-        return values[0]
+def products_of_others(values: Sequence[Tensor]) -> List[Tensor]:
+    """prod_{j != k} v_j for each k (two or more values), without division by a v."""
     others = []
     for k in range(len(values)):
         prod = None
@@ -144,6 +141,15 @@ def r_equivalence(values: Sequence[Tensor]) -> Tensor:
             if j != k:
                 prod = v if prod is None else prod * v
         others.append(prod)
+    return others
+
+
+def r_equivalence(values: Sequence[Tensor]) -> Tensor:
+    """The R-equivalence (m = 2) of distances phi_i: prod phi / sqrt(sum_k prod_{j!=k}
+    phi_j^2), zero where any phi_i is, written without division by a phi."""
+    if len(values) == 1:
+        return values[0]
+    others = products_of_others(values)
     full = others[0] * values[0]
     den = torch.sqrt(sum(o * o for o in others))
     # Where two distances vanish at once (a corner), the limit is 0: no 0 / 0.

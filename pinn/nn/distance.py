@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.quasirandom import SobolEngine
 
-from pinn.geometry.shapes import r_equivalence
+from pinn.geometry.shapes import products_of_others, r_equivalence
 
 
 class DistanceConstraint(nn.Module):
@@ -64,13 +64,7 @@ class DistanceConstraint(nn.Module):
         """The transfinite interpolation g = sum_i w_i g_i of the pieces' values."""
         if len(phis) == 1:
             return values[0]
-        others = []
-        for k in range(len(phis)):
-            prod = None
-            for j, v in enumerate(phis):
-                if j != k:
-                    prod = v * v if prod is None else prod * v * v
-            others.append(prod)
+        others = [o * o for o in products_of_others(phis)]  # prod_{j != k} phi_j^2
         total = sum(others)
         # At a corner of two Dirichlet pieces every product vanishes: there g is the mean of
         # the pieces' values (their common value where the data is continuous).
