@@ -1,10 +1,27 @@
-"""pinn: physics-informed neural networks with explicit batch-normalization semantics."""
-from pinn.api import load_run
-from pinn.coords import Axes
-from pinn.derivatives import compute_derivatives
-from pinn.derivatives_nd import derivatives_by_name
-from pinn.nn import calibrate_bn, set_bn_mode
+"""pinn: physics-informed neural networks with explicit batch-normalization semantics.
 
-__all__ = ["load_run", "compute_derivatives", "derivatives_by_name", "Axes", "calibrate_bn",
-           "set_bn_mode"]
+The public names load on first use (PEP 562), so that ``python -m pinn.train`` can refuse a bad
+command line before torch is imported.
+"""
+from importlib import import_module
+from typing import Any
+
+# public name -> the module that defines it
+_PUBLIC = {"load_run": "pinn.api", "compute_derivatives": "pinn.derivatives",
+           "derivatives_by_name": "pinn.derivatives_nd", "Axes": "pinn.coords",
+           "calibrate_bn": "pinn.nn", "set_bn_mode": "pinn.nn"}
+
+__all__ = list(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'pinn' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_PUBLIC])

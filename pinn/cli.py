@@ -16,7 +16,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -154,7 +154,14 @@ def check_overrides(config_name: str, overrides: List[str],
             checks.append((text, [f"{prefix}={v}" for v in values]))
         else:
             plain.append(text)
-    base = composer([])
+    # The config without overrides, for '+' checks and error messages: composed when needed.
+    defaults: List[DictConfig] = []
+
+    def base() -> DictConfig:
+        if not defaults:
+            defaults.append(composer([]))
+        return defaults[0]
+
     # Adding keys: only where the config takes new ones (a plain dict, not a schema node).
     for o, text in zip(parsed, overrides):
         if (o.is_add() or o.is_force_add()) and not o.key_or_group.startswith("hydra"):
@@ -162,11 +169,11 @@ def check_overrides(config_name: str, overrides: List[str],
             if _is_group(key, composer.dirs):
                 continue
             parent, _, leaf = key.rpartition(".")
-            node = node_at(base, parent)
+            node = node_at(base(), parent)
             if node is None or not OmegaConf.is_dict(node):
-                raise CommandLineError(unknown_key(key, base, prefix="+"))
+                raise CommandLineError(unknown_key(key, base(), prefix="+"))
             if leaf not in node and OmegaConf.get_type(node) not in (dict, None):
-                hint = unknown_key(key, base)
+                hint = unknown_key(key, base())
                 raise CommandLineError(f"+{hint}; '+' adds keys only where the config takes "
                                        "new ones (pde.params.*)")
     try:
@@ -179,13 +186,13 @@ def check_overrides(config_name: str, overrides: List[str],
             except Exception as ei:  # noqa: BLE001
                 culprit, cause = plain[i], ei
                 break
-        raise CommandLineError(composition_error(cause, culprit, base)) from None
+        raise CommandLineError(composition_error(cause, culprit, base())) from None
     for text, singles in checks:
         for single in singles:
             try:
                 composer([*plain, single])
             except Exception as e:  # noqa: BLE001
-                raise CommandLineError(composition_error(e, single, base) + f" (in the sweep {text})") \
+                raise CommandLineError(composition_error(e, single, base()) + f" (in the sweep {text})") \
                     from None
     return cfg
 
@@ -202,10 +209,13 @@ def help_text(config_name: str, schema: type, overrides: List[str],
 
 
 def check_command_line(config_name: str, schema: Optional[type] = None,
-                       argv: Optional[Sequence[str]] = None) -> None:
+                       argv: Optional[Sequence[str]] = None,
+                       validate: Optional[Callable[[DictConfig], None]] = None) -> None:
     """Check ``argv`` (default ``sys.argv[1:]``) before Hydra runs; on a mistake print one line
     ``error: ...`` to stderr and exit with status 2. ``--help`` (``-h``) prints
-    :func:`help_text` for ``schema`` and exits 0."""
+    :func:`help_text` for ``schema`` and exits 0. ``validate``: also check the values of the
+    composed config of a single run (it raises ``ValueError``; a multirun's jobs are checked
+    one by one when they start, so that the others go on)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     overrides, config_dir, name, info = split_argv(argv)
     if schema is not None and ("--help" in argv or "-h" in argv):
@@ -219,7 +229,9 @@ def check_command_line(config_name: str, schema: Optional[type] = None,
     if info:
         return
     try:
-        check_overrides(name or config_name, overrides, config_dir)
+        cfg = check_overrides(name or config_name, overrides, config_dir)
+        if validate is not None and not any(a in ("-m", "--multirun") for a in argv):
+            validate(cfg)
         if is_search(overrides):
             composer = _Composer(name or config_name, config_dir)
             check_search(overrides, any(a in ("-m", "--multirun") for a in argv),
@@ -227,3 +239,14 @@ def check_command_line(config_name: str, schema: Optional[type] = None,
     except (CommandLineError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_before_imports(config_name: str, schema: type,
+                         validate: Callable[[DictConfig], None]) -> None:
+    """:func:`check_command_line` with ``validate``, for an entry point's ``__main__`` before its
+    heavy imports: a refused command line costs the config's composition, not the import of
+    torch. Under torchrun it does nothing: each rank checks after its imports, rank 0 speaking."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return
+    with quiet_closed_pipe():
+        check_command_line(config_name, schema, validate=validate)

@@ -11,6 +11,7 @@ Range checks that a type cannot express (``model.width > 0``, an empty domain, .
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from dataclasses import dataclass, field
 from enum import Enum
@@ -19,9 +20,13 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from pinn.device import ALLOWED as DEVICES, SPEC
 # The pde group's schema, re-exported: the rest of the project imports the schema from here.
 from pinn.pde_config import BoundaryConfig, BoundaryKind, PDEConfig  # noqa: F401
+
+# The values of ``device`` (pinn.device resolves them; here so that validating a config does not
+# import torch).
+DEVICE_SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+DEVICE_ALLOWED = "auto, cpu, cuda or cuda:N"
 
 
 def _find_config_dir() -> Path:
@@ -597,8 +602,8 @@ def validate(cfg: DictConfig) -> None:
              "watch divergence/ in TensorBoard")
     _require(b.freeze_at is None or b.freeze_at >= 0, "bn.freeze_at", b.freeze_at,
              "null or an integer >= 0")
-    _require(SPEC.match(str(cfg.device).strip().lower()) is not None, "device", cfg.device,
-             DEVICES)
+    _require(DEVICE_SPEC.match(str(cfg.device).strip().lower()) is not None, "device", cfg.device,
+             DEVICE_ALLOWED)
 
 
 def choice(value: Any) -> str:

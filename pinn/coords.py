@@ -19,7 +19,7 @@ Nothing here computes; :mod:`pinn.derivatives_nd` does, from these keys.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 SPACE_AXES = ("x", "y", "z")
 TIME_AXIS = "t"
@@ -195,3 +195,13 @@ def predecessor(alpha: MultiIndex) -> Tuple[MultiIndex, int]:
     prev = list(alpha)
     prev[last] -= 1
     return tuple(prev), last
+
+
+# The 1-D public API's names of the derivatives on two input columns (x, t).
+LEGACY_KEYS = {(0, 0): "U", (1, 0): "Ux", (0, 1): "Ut", (2, 0): "Uxx", (0, 2): "Utt"}
+
+
+def legacy_key(d: Derivative) -> Optional[str]:
+    """The 1-D name (``U``, ``Ux``, ``Utt``, ...) of a derivative on two input columns, or None
+    where it has none (mixed, third order and up, other dimensions)."""
+    return LEGACY_KEYS.get(d.alpha) if len(d.alpha) == 2 else None

@@ -9,13 +9,11 @@ a seed gives the same points on every device. Checkpoints hold CPU tensors only
 from __future__ import annotations
 
 import platform
-import re
 from typing import Any, Dict
 
 import torch
 
-SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-ALLOWED = "auto, cpu, cuda or cuda:N"
+from pinn.config import DEVICE_ALLOWED as ALLOWED, DEVICE_SPEC as SPEC
 
 
 class DeviceError(ValueError):

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, Optional
 import torch
 from torch import nn
 
-from pinn.coords import Derivative
+from pinn.coords import Derivative, legacy_key
 from pinn.derivatives import compute_derivatives
 from pinn.derivatives_func import func_derivatives
 from pinn.derivatives_nd import nd_derivatives
@@ -28,15 +28,6 @@ from pinn.taylor import taylor_partials, taylor_unsupported, unsupported_reason
 
 
 # The 1-D names of the derivatives on two input columns (pinn.derivatives), by multi-index.
-LEGACY_KEYS = {(0, 0): "U", (1, 0): "Ux", (0, 1): "Ut", (2, 0): "Uxx", (0, 2): "Utt"}
-
-
-def legacy_key(d: Derivative) -> Optional[str]:
-    """The 1-D name (``U``, ``Ux``, ``Utt``, ...) of a derivative on two input columns, or None
-    where it has none (mixed, third order and up, other dimensions)."""
-    return LEGACY_KEYS.get(d.alpha) if len(d.alpha) == 2 else None
-
-
 def legacy_request(wanted: Iterable[Derivative]) -> Optional[frozenset]:
     """The 1-D keys of ``wanted`` where every derivative has one (two input columns, values,
     first and pure second partials), else None."""

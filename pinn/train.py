@@ -5,6 +5,14 @@ stop here, before a run folder exists); the run folder is Hydra's output directo
 """
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # A bad command line is refused before torch and the trainer are imported.
+    from pinn.cli import check_before_imports
+    from pinn.config import TrainConfig, register_configs, validate
+
+    register_configs()
+    check_before_imports("train", TrainConfig, validate)
+
 import io
 import shutil
 import signal
@@ -388,12 +396,14 @@ if __name__ == "__main__":
     if distributed.launched():
         sys.argv[1:] = distributed_overrides(sys.argv[1:])
     with quiet_closed_pipe():
-        # One line per mistake, before any output; under torchrun rank 0 alone says it.
-        try:
-            with redirect_stderr(io.StringIO()) if distributed.env_rank() != 0 else nullcontext():
-                check_command_line("train", TrainConfig)
-        except SystemExit as e:
-            if e.code:
-                distributed.exit_refused(e.code)
-            raise
+        if distributed.launched():
+            # One line per mistake, before any output; rank 0 alone says it (a single process
+            # was checked at the top of this file).
+            try:
+                with redirect_stderr(io.StringIO()) if distributed.env_rank() else nullcontext():
+                    check_command_line("train", TrainConfig)
+            except SystemExit as e:
+                if e.code:
+                    distributed.exit_refused(e.code)
+                raise
         main()

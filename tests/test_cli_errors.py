@@ -26,9 +26,10 @@ CASES = [
                      "taylor_green, wave (did you mean burgers?)"),
     (["experiment=precis"], "experiment=precis is not allowed: one of allen_cahn_precise, "
                             "burgers_bn, burgers_inverse, convection_precise, cylinder_precise, "
-                            "heat_inverse, heat_quick, kdv_precise, nls_precise, "
-                            "poisson3d_precise, precise, raissi_burgers, reaction_precise, "
-                            "wave_precise (did you mean precise?)"),
+                            "heat_inverse, heat_quick, kdv_precise, "
+                            "kuramoto_sivashinsky_precise, nls_precise, poisson3d_precise, "
+                            "precise, raissi_burgers, reaction_precise, wave_precise (did you "
+                            "mean precise?)"),
     (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
                             "ssbroyden, lm (did you mean ssbroyden?)"),
     (["precision=float16"], "precision='float16' is not allowed: one of float32, float64"),
@@ -105,13 +106,15 @@ def test_a_run_refused_in_the_run_leaves_no_empty_folders(tmp_path):
     """A mistake found after Hydra made the default run folder (outputs/<date>/<time>-<pde>):
     the folder goes, and so do the date folder and outputs/ that it leaves empty; a folder
     holding another run is never touched."""
-    r = run_cli(["sampler.n_interior=0", "trainer.steps=1"], cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.startswith("error: sampler.n_interior"), r.stderr
+    bad = "pde.residual=u_t+nosuch"  # found when the problem is built, inside the run
+    r = run_cli([bad, "trainer.steps=1"], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: pde.residual: unknown name"), \
+        r.stderr
     assert not (tmp_path / "outputs").exists()
     kept = tmp_path / "outputs" / "2026-01-01" / "other-run"
     kept.mkdir(parents=True)
     (kept / "metrics.json").write_text("{}")
-    r = run_cli(["sampler.n_interior=0", f"hydra.run.dir={kept}"], cwd=tmp_path)
+    r = run_cli([bad, f"hydra.run.dir={kept}"], cwd=tmp_path)
     assert r.returncode == 2
     assert (kept / "metrics.json").is_file()
 
@@ -156,3 +159,30 @@ def test_output_into_a_closed_pipe_ends_quietly(module, args):
         os.close(write)
     assert p.returncode == 1, p.stderr
     assert "Traceback" not in p.stderr and "BrokenPipeError" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["model.width=abc"], "error: model.width='abc' is not allowed: an integer"),
+    (["model.width=0"], "error: model.width=0 is not allowed: an integer >= 1"),
+    (["device=gpu"], "error: device='gpu' is not allowed: auto, cpu, cuda or cuda:N")])
+def test_a_bad_command_line_is_refused_before_torch_loads(tmp_path, args, expected):
+    """`python -m pinn.train`: a key, type or value mistake is answered from the composed config
+    alone (pinn.cli.check_before_imports with pinn.config.validate), before the import of torch
+    and the trainer that a run needs."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    driver = ("import runpy, sys\n"
+              "sys.argv = ['pinn.train', *sys.argv[1:]]\n"
+              "try:\n"
+              "    runpy.run_module('pinn.train', run_name='__main__', alter_sys=True)\n"
+              "except SystemExit as e:\n"
+              "    print(e.code, 'torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", driver, *args, f"hydra.run.dir={tmp_path / 'run'}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.stdout.split() == ["2", "False"], (p.stdout, p.stderr)
+    assert p.stderr.strip().splitlines() == [expected] or \
+        p.stderr.strip().startswith(expected), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

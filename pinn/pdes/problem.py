@@ -15,9 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from pinn.coords import Axes, CoordinateError, Derivative, parse_key
+from pinn.coords import Axes, CoordinateError, Derivative, legacy_key, parse_key
 from pinn.expressions import Expression, ExpressionError, constant, parse
-from pinn.fields import legacy_key
 from pinn.geometry import Domain
 from pinn.pdes.conditions import Condition, parse_conditions
 from pinn.pdes.unknowns import parse_unknowns

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Sequence, Tuple
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import (ChoiceSweep, IntervalSweep, Override, RangeSweep,
                                               Transformer)
-from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
-                                  IntDistribution)
+
+if TYPE_CHECKING:  # optuna loads when a space is built: the command-line check runs without it
+    from optuna.distributions import BaseDistribution
 
 KNOWN_TAGS = {"log", "int"}
 
@@ -44,6 +45,8 @@ def _text(value: object) -> str:
 
 
 def _range_distribution(key: str, sweep: RangeSweep) -> BaseDistribution:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
     start, stop, step = sweep.start, sweep.stop, sweep.step
     if "log" in sweep.tags:
         raise SearchSpaceError(f"{key}=range(...): a range has a step and cannot be on a log "
@@ -64,6 +67,8 @@ def _range_distribution(key: str, sweep: RangeSweep) -> BaseDistribution:
 
 
 def _interval_distribution(key: str, sweep: IntervalSweep) -> BaseDistribution:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
     low, high, log = sweep.start, sweep.end, "log" in sweep.tags
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise SearchSpaceError(f"{key}=interval({low:g}, {high:g}) is empty: the interval needs "
@@ -100,6 +105,8 @@ def distribution(override: Override) -> BaseDistribution:
         if tags:
             raise SearchSpaceError(f"{key}=choice(...): tags apply to interval() and range(), "
                                    "not to choice()")
+        from optuna.distributions import CategoricalDistribution
+
         values = list(override.sweep_iterator(transformer=Transformer.encode))
         if len(values) < 2:
             raise SearchSpaceError(f"{key}=choice({', '.join(values)}) needs at least two values")
@@ -145,6 +152,8 @@ def parse_search_space(arguments: Sequence[str],
 
 def describe(params: Mapping[str, BaseDistribution]) -> List[Tuple[str, str]]:
     """(key, readable distribution) for logs and the report."""
+    from optuna.distributions import CategoricalDistribution
+
     out = []
     for key, d in params.items():
         if isinstance(d, CategoricalDistribution):
