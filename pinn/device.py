@@ -13,7 +13,7 @@ from typing import Any, Dict
 
 import torch
 
-from pinn.config import DEVICE_ALLOWED as ALLOWED, DEVICE_SPEC as SPEC
+from pinn.validation import DEVICE_ALLOWED as ALLOWED, DEVICE_SPEC as SPEC
 
 
 class DeviceError(ValueError):

@@ -8,7 +8,8 @@ from __future__ import annotations
 if __name__ == "__main__":
     # A bad command line is refused before torch and the trainer are imported.
     from pinn.cli import check_before_imports
-    from pinn.config import TrainConfig, register_configs, validate
+    from pinn.config import TrainConfig, register_configs
+    from pinn.validation import validate
 
     register_configs()
     check_before_imports("train", TrainConfig, validate)
@@ -32,8 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from pinn import distributed
 from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from pinn.cli import check_command_line, quiet_closed_pipe
-from pinn.config import (CONFIG_DIR, ConfigError, TrainConfig, choice, load_saved_config,
-                         register_configs, validate)
+from pinn.config import CONFIG_DIR, TrainConfig, choice, load_saved_config, register_configs
 from pinn.data import Observations, load_observations
 from pinn.device import configure_tf32, resolve_device
 from pinn.logs import RunLogger, flat_hparams
@@ -45,6 +45,7 @@ from pinn.pdes import build_pde
 from pinn.pdes.options import check_run_options
 from pinn.sweep.trial import TrialReporter, reporter_from_hydra
 from pinn.trainer import Trainer
+from pinn.validation import ConfigError, validate
 
 register_configs()
 

@@ -167,7 +167,7 @@ def test_output_into_a_closed_pipe_ends_quietly(module, args):
     (["device=gpu"], "error: device='gpu' is not allowed: auto, cpu, cuda or cuda:N")])
 def test_a_bad_command_line_is_refused_before_torch_loads(tmp_path, args, expected):
     """`python -m pinn.train`: a key, type or value mistake is answered from the composed config
-    alone (pinn.cli.check_before_imports with pinn.config.validate), before the import of torch
+    alone (pinn.cli.check_before_imports with pinn.validation.validate), before the import of torch
     and the trainer that a run needs."""
     import subprocess
     import sys

@@ -3,7 +3,8 @@ import pytest
 
 from omegaconf import OmegaConf
 
-from pinn.config import CONFIG_DIR, ConfigError, validate
+from pinn.config import CONFIG_DIR
+from pinn.validation import ConfigError, validate
 from tests.conftest import compose_cfg, run_cli
 
 

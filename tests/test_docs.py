@@ -21,7 +21,8 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from pinn.cli import check_command_line, check_overrides, split_argv
-from pinn.config import TrainConfig, validate
+from pinn.config import TrainConfig
+from pinn.validation import validate
 from pinn.diagnose import DiagnoseConfig
 from pinn.evaluate import EvaluateConfig
 from pinn.nn import build_model

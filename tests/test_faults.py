@@ -336,7 +336,7 @@ def test_atomic_write_keeps_the_old_checkpoint_when_a_write_fails(tmp_path, monk
 
 
 def test_unwritable_or_full_output_folder_is_reported_before_training(tmp_path, monkeypatch):
-    from pinn.config import ConfigError
+    from pinn.validation import ConfigError
     from pinn.train import preflight
 
     blocker = tmp_path / "file"

@@ -90,7 +90,7 @@ def test_detached_run_is_calibrated_at_the_end(tmp_path):
 
 
 def test_coupled_mode_trains_only_when_allowed_and_the_log_shows_it(tmp_path):
-    from pinn.config import ConfigError, validate
+    from pinn.validation import ConfigError, validate
 
     with pytest.raises(ConfigError, match="bn.mode='batch' is not allowed: with bn.mode=batch"):
         validate(compose_cfg([*BN_SMALL, "bn.mode=batch"]))
