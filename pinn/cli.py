@@ -162,20 +162,28 @@ def check_overrides(config_name: str, overrides: List[str],
             defaults.append(composer([]))
         return defaults[0]
 
-    # Adding keys: only where the config takes new ones (a plain dict, not a schema node).
-    for o, text in zip(parsed, overrides):
-        if (o.is_add() or o.is_force_add()) and not o.key_or_group.startswith("hydra"):
-            key = o.key_or_group
-            if _is_group(key, composer.dirs):
-                continue
-            parent, _, leaf = key.rpartition(".")
-            node = node_at(base(), parent)
-            if node is None or not OmegaConf.is_dict(node):
-                raise CommandLineError(unknown_key(key, base(), prefix="+"))
-            if leaf not in node and OmegaConf.get_type(node) not in (dict, None):
-                hint = unknown_key(key, base())
-                raise CommandLineError(f"+{hint}; '+' adds keys only where the config takes "
-                                       "new ones (pde.params.*)")
+    # Adding keys: only where the config takes new ones (a plain dict, not a schema node), in the
+    # config that the other overrides choose (+pde.conditions.top.p=... after pde=taylor_green).
+    adds = [(o, text) for o, text in zip(parsed, overrides)
+            if (o.is_add() or o.is_force_add()) and not o.key_or_group.startswith("hydra")
+            and not _is_group(o.key_or_group, composer.dirs)]
+    target: Optional[DictConfig] = None
+    if adds:
+        added = {text for _, text in adds}
+        try:
+            target = composer([t for t in plain if t not in added])
+        except Exception:  # noqa: BLE001 - the composition below names the culprit
+            target = base()
+    for o, text in adds:
+        key = o.key_or_group
+        parent, _, leaf = key.rpartition(".")
+        node = node_at(target, parent)
+        if node is None or not OmegaConf.is_dict(node):
+            raise CommandLineError(unknown_key(key, target, prefix="+"))
+        if leaf not in node and OmegaConf.get_type(node) not in (dict, None):
+            hint = unknown_key(key, target)
+            raise CommandLineError(f"+{hint}; '+' adds keys only where the config takes "
+                                   "new ones (pde.params.*)")
     try:
         cfg = composer(plain)
     except Exception as e:  # noqa: BLE001 - blame the first override whose prefix fails
