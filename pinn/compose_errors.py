@@ -50,6 +50,8 @@ def unknown_key(key: str, cfg: DictConfig, prefix: str = "") -> str:
     keys = [str(k) for k in node.keys()]
     full = [f"{parent}.{k}" if parent else k for k in keys]
     hint = close_match(key, full)
+    if not keys:
+        return f"{prefix}{key} is not a config key; {parent} is empty in this config"
     shown = ", ".join(keys) if len(keys) <= 12 else ", ".join(keys[:12]) + ", ..."
     where = f"the keys of {parent}" if parent else "the top-level keys"
     return f"{prefix}{key} is not a config key{hint}; {where}: {shown}"

@@ -43,6 +43,8 @@ CASES = [
     (["model.depth=2,x"], "model.depth='x' is not allowed: an integer (in the sweep "
                           "model.depth=2,x)"),
     (["nosuchkey=1"], "nosuchkey is not a config key; the top-level keys: model, pde"),
+    (["pde=heat", "+pde.conditions.right.u=1"], "+pde.conditions.right is not a config key; "
+                                                "pde.conditions is empty in this config"),
 ]
 
 
