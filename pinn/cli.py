@@ -12,6 +12,7 @@ leaves no run folder.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from contextlib import contextmanager
@@ -154,13 +155,10 @@ def check_overrides(config_name: str, overrides: List[str],
             checks.append((text, [f"{prefix}={v}" for v in values]))
         else:
             plain.append(text)
-    # The config without overrides, for '+' checks and error messages: composed when needed.
-    defaults: List[DictConfig] = []
-
+    @functools.cache
     def base() -> DictConfig:
-        if not defaults:
-            defaults.append(composer([]))
-        return defaults[0]
+        """The config without overrides, for error messages: composed when one is needed."""
+        return composer([])
 
     # Adding keys: only where the config takes new ones (a plain dict, not a schema node), in the
     # config that the other overrides choose (+pde.conditions.top.p=... after pde=taylor_green).
@@ -236,13 +234,14 @@ def check_command_line(config_name: str, schema: Optional[type] = None,
         sys.exit(0)
     if info:
         return
+    multirun = any(a in ("-m", "--multirun") for a in argv)
     try:
         cfg = check_overrides(name or config_name, overrides, config_dir)
-        if validate is not None and not any(a in ("-m", "--multirun") for a in argv):
+        if validate is not None and not multirun:
             validate(cfg)
         if is_search(overrides):
             composer = _Composer(name or config_name, config_dir)
-            check_search(overrides, any(a in ("-m", "--multirun") for a in argv),
+            check_search(overrides, multirun,
                          lambda o, hydra: composer(o, hydra=hydra))
     except (CommandLineError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

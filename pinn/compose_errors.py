@@ -48,10 +48,10 @@ def unknown_key(key: str, cfg: DictConfig, prefix: str = "") -> str:
     if node is None or not OmegaConf.is_dict(node):
         return unknown_key(parent, cfg, prefix) if parent else f"{prefix}{key} is not a config key"
     keys = [str(k) for k in node.keys()]
-    full = [f"{parent}.{k}" if parent else k for k in keys]
-    hint = close_match(key, full)
     if not keys:
         return f"{prefix}{key} is not a config key; {parent} is empty in this config"
+    full = [f"{parent}.{k}" if parent else k for k in keys]
+    hint = close_match(key, full)
     shown = ", ".join(keys) if len(keys) <= 12 else ", ".join(keys[:12]) + ", ..."
     where = f"the keys of {parent}" if parent else "the top-level keys"
     return f"{prefix}{key} is not a config key{hint}; {where}: {shown}"

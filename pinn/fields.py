@@ -27,7 +27,6 @@ from pinn.derivatives_nd import nd_derivatives
 from pinn.taylor import taylor_partials, taylor_unsupported, unsupported_reason
 
 
-# The 1-D names of the derivatives on two input columns (pinn.derivatives), by multi-index.
 def legacy_request(wanted: Iterable[Derivative]) -> Optional[frozenset]:
     """The 1-D keys of ``wanted`` where every derivative has one (two input columns, values,
     first and pure second partials), else None."""
@@ -84,4 +83,4 @@ def point_fields(model: Callable[[torch.Tensor], torch.Tensor], points: torch.Te
     return {w: v[:, None] for w, v in fields.items()}
 
 
-__all__ = ["point_fields", "legacy_key", "legacy_request", "taylor_reason", "LEGACY_KEYS"]
+__all__ = ["point_fields", "legacy_request", "taylor_reason"]
