@@ -84,6 +84,7 @@ that freed tensors do not hide in its heap; where this is not available the colu
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 import json
 import os
@@ -96,7 +97,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from pinn.bench_cases import (  # noqa: F401  (the cases and their parts, used by name)
-    CASES, ENGINES, ENGINES_ND, KOVASZNAY_WANTED, TARGETS, Case, _d, _kovasznay_case,
+    CASES, ENGINES, ENGINES_ND, GRAPH, KOVASZNAY_WANTED, TARGETS, Case, _d, _kovasznay_case,
     _kovasznay_residual, flops_plain, flops_taylor, make_step, n_channels, plain_derivatives,
     plain_partials)
 from pinn.cli import OneLineParser
@@ -239,12 +240,29 @@ def machine_info(device: torch.device = torch.device("cpu")) -> dict:
     return info
 
 
+def with_points(case: Case, n: int) -> tuple:
+    """``case`` with ``n`` points: its network as built, and ``n`` points drawn uniformly (seed
+    0, on the CPU) in the box its own points span."""
+    model, *inputs = case.build()
+    g = torch.Generator().manual_seed(0)
+    drawn = []
+    for v in inputs:
+        lo, hi = v.min(0).values, v.max(0).values
+        drawn.append(lo + (hi - lo) * torch.rand(n, v.shape[1], generator=g, dtype=v.dtype))
+    return dataclasses.replace(case, n_points=n), model, drawn
+
+
 def run_case(case: Case, engines: List[str], reps: int, warmup: int, profile: bool,
-             memory: bool = True, device: torch.device = torch.device("cpu")) -> dict:
-    model, *inputs = case.build()  # built on the CPU (same initial network on every device)
+             memory: bool = True, device: torch.device = torch.device("cpu"),
+             points: Optional[int] = None) -> dict:
+    if points:
+        case, model, inputs = with_points(case, points)
+    else:
+        model, *inputs = case.build()  # built on the CPU (same network on every device)
     model, inputs = model.to(device), [v.to(device) for v in inputs]
     steps = {e: make_step(case, e, model, *inputs) for e in engines}
-    result: dict = {"case": case.key, "title": case.title, "engines": {}}
+    result: dict = {"case": case.key, "title": case.title, "points": case.n_points,
+                    "engines": {}}
 
     warm = {}
     for e in engines:
@@ -307,7 +325,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                    "c (seed net, one output, detached BN), d (Kovasznay, 2-D)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--engines", default="plain,taylor,taylor+compile",
-                   help="comma-separated among " + ", ".join(ENGINES))
+                   help="comma-separated among " + ", ".join(ENGINES) + "; any of them "
+                   f"with {GRAPH} (CUDA: the whole step captured in a CUDA graph)")
+    p.add_argument("--points", type=int, default=None,
+                   help="points per case instead of its own (drawn in the same box)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table per engine")
     p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
@@ -322,14 +343,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         if c not in CASES:
             p.error(f"unknown case {c!r}: one of {', '.join(CASES)}")
     for e in engines:
-        if e not in ENGINES:
-            p.error(f"unknown engine {e!r}: one of {', '.join(ENGINES)}")
+        if e.removesuffix(GRAPH) not in ENGINES:
+            p.error(f"unknown engine {e!r}: one of {', '.join(ENGINES)}, each optionally "
+                    f"with {GRAPH}")
+    if args.points is not None and args.points < 1:
+        p.error(f"--points={args.points} is not allowed: a number of points >= 1")
     if "plain" not in engines:
         p.error("the plain engine is the reference: keep it in --engines")
     try:
         device = resolve_device(args.device, key="--device")
     except DeviceError as e:
         p.error(str(e))
+    graphed = [e for e in engines if e.endswith(GRAPH)]
+    if graphed and device.type != "cuda":
+        p.error(f"--engines {graphed[0]} captures the step in a CUDA graph: it needs "
+                f"--device cuda (this run's device is {device})")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "tuned":
@@ -363,7 +391,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for c in cases:
         case = CASES[c]
         res = run_case(case, engines, args.reps, args.warmup, args.profile,
-                       memory=args.malloc == "tuned", device=device)
+                       memory=args.malloc == "tuned", device=device, points=args.points)
         peak = gemm[f"square {str(case.dtype).replace('torch.', '')}"]
         plain = res["engines"]["plain"]["median_ms"]
         plain_min = res["engines"]["plain"]["min_ms"]
@@ -381,7 +409,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             res["met"] = res["engines"][best]["ratio"] >= TARGETS[c]
         out["cases"].append(res)
         print()
-        print(f"case {c}: {case.title}")
+        print(f"case {c}: {case.title}" + (f"; {args.points:,} points instead"
+                                            if args.points else ""))
         print(f"{'engine':<16}{'median ms':>10}{'min ms':>9}{'IQR ms':>8}{'x plain':>9}"
               f"{'(min)':>7}"
               f"{'GFLOP/s':>9}{'% peak':>8}{'GFLOP':>8}{'counted':>9}{'peak MB':>9}"

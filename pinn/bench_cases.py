@@ -206,15 +206,24 @@ ENGINES: Dict[str, Callable] = {
 }
 
 
+#: An engine name with this suffix: the whole step (derivatives, loss, backward, Adam) captured
+#: in a CUDA graph and replayed (CUDA only).
+GRAPH = "+graph"
+
+
 def make_step(case: Case, engine: str, model: torch.nn.Module,
               *inputs: torch.Tensor) -> Callable[[], float]:
     """One training step of ``engine`` on its own copy of the model; returns the loss.
-    ``inputs``: x and t, or the (N, d) points of an ``nd`` case."""
+    ``inputs``: x and t, or the (N, d) points of an ``nd`` case. ``<engine>+graph``: the same
+    step captured in a CUDA graph after three eager steps on a side stream (Adam with
+    ``capturable=True``, its step counts on the device)."""
+    graphed = engine.endswith(GRAPH)
+    base = engine[:-len(GRAPH)] if graphed else engine
     model = copy.deepcopy(model)
-    if engine == "plain" and case.plain_bn is not None:
+    if base == "plain" and case.plain_bn is not None:
         set_bn_mode(model, case.plain_bn)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    derivatives = (ENGINES_ND if case.nd else ENGINES)[engine]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graphed)
+    derivatives = (ENGINES_ND if case.nd else ENGINES)[base]
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
@@ -226,7 +235,27 @@ def make_step(case: Case, engine: str, model: torch.nn.Module,
         opt.step()
         return loss.detach()
 
-    return step
+    return capture_step(step) if graphed else step
+
+
+def capture_step(step: Callable[[], torch.Tensor], warmup: int = 3) -> Callable[[], torch.Tensor]:
+    """``step`` captured in a CUDA graph (PyTorch's whole-network recipe): ``warmup`` eager
+    steps on a side stream, then one captured; the returned function replays it and returns
+    its loss (the graph's output buffer)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss = step()
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return loss
+    return replay
 
 
 # -- FLOPs, GEMM rate, memory -------------------------------------------------------------

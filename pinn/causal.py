@@ -37,7 +37,8 @@ class CausalWeighting:
         idx = ((t.reshape(-1).detach() - self.t_min) * self.inv_span * self.chunks).floor()
         idx = idx.clamp(0, self.chunks - 1).long()
         sums = res_sq.new_zeros(self.chunks).index_add(0, idx, res_sq)
-        counts = torch.bincount(idx, minlength=self.chunks).to(res_sq.dtype)
+        # index_add, not bincount: bincount sizes its output from the data (a device read).
+        counts = res_sq.new_zeros(self.chunks).index_add(0, idx, torch.ones_like(res_sq))
         return sums, counts
 
     def chunk_losses(self, res_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -280,6 +280,9 @@ class TrainerConfig:
         max_rollbacks: rollbacks before the run stops
         rollback_lr_factor: learning-rate factor at each rollback
         debug_nan_at: fault injection for tests: the loss of this step becomes NaN (once)
+        cuda_graph: on a CUDA device, the loss-and-gradient evaluation captured in a CUDA
+            graph and replayed (pinn/training/capture.py says where it is not); false
+            evaluates eagerly; no effect on the CPU
     """
 
     steps: int = 1000
@@ -297,6 +300,7 @@ class TrainerConfig:
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
     debug_nan_at: Optional[int] = None
+    cuda_graph: bool = True
 
 
 class Balance(str, Enum):

@@ -9,7 +9,7 @@ a seed gives the same points on every device. Checkpoints hold CPU tensors only
 from __future__ import annotations
 
 import platform
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 import torch
 
@@ -102,3 +102,14 @@ def to_device(obj: Any, device: torch.device) -> Any:
 def to_cpu(obj: Any) -> Any:
     """``obj`` with every tensor on the CPU (what a checkpoint holds)."""
     return to_device(obj, torch.device("cpu"))
+
+
+def as_floats(terms: Mapping[str, object]) -> Dict[str, float]:
+    """``terms`` (0-d tensors or numbers) as Python floats: one host read for all the
+    tensors among them, none when there are none."""
+    names = [k for k, v in terms.items() if torch.is_tensor(v)]
+    if not names:
+        return {k: float(v) for k, v in terms.items()}
+    read = dict(zip(names, torch.stack([terms[k].detach().reshape(())
+                                        for k in names]).tolist()))
+    return {k: read[k] if k in read else float(v) for k, v in terms.items()}

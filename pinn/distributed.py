@@ -229,7 +229,7 @@ def moments(h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Feature-wise mean and biased variance of ``h`` (N, C) over the union of all ranks'
     rows, each (C,): two passes (mean, then squared deviations from it), as accurate as the
     single-process statistics; differentiable when ``h`` is."""
-    n = h.new_tensor([float(h.shape[0])])
+    n = h.new_full((1,), float(h.shape[0]))  # a fill, not a copy from the host
     sums = global_sum(torch.cat([h.sum(0), n]))  # (C + 1,): one all-reduce for both
     mean = sums[:-1] / sums[-1]
     var = global_sum((h - mean).square().sum(0)) / sums[-1]

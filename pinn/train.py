@@ -36,6 +36,7 @@ from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR, TrainConfig, choice, load_saved_config, register_configs
 from pinn.data import Observations, load_observations
 from pinn.device import configure_tf32, resolve_device
+from pinn.precision import device_note
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
 from pinn.optim.gauss_newton import lm_config_error
@@ -205,6 +206,10 @@ def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
     trainer.monitor = reporter
     if resume is not None:
         trainer.load_training_state(resume.extra["training"])
+    note = device_note(trainer.device, cfg.precision)  # float64 on a slow-float64 GPU
+    if note is not None and distributed.is_writer():
+        trainer.event_log.add(trainer.step, note)
+        print(f"note: {note}", file=sys.stderr)
     with stop_on_signals(trainer), trainer.logger.redirect_logging():
         metrics = trainer.fit()
     if reporter is not None:

@@ -21,7 +21,7 @@ from pinn import distributed
 from pinn.checkpoint import Checkpoint, save_checkpoint
 from pinn.config import choice
 from pinn.data import Observations
-from pinn.device import device_info
+from pinn.device import as_floats, device_info
 from pinn.evaluation import (EvalGrid, grid_errors, make_eval_grid, node_errors, predict_grid,
                              profiles, quantity_errors, quantity_values, write_profiles)
 from pinn.figures import attention_figure, output_figures
@@ -32,6 +32,7 @@ from pinn.pdes.problem import PDE
 from pinn.residual_vector import blocks, normal_equations
 from pinn.training import (BNSchedule, DivergenceProbe, EngineChoice, EventLog, Optimizers,
                            PointSets, Ranks, RollbackGuard, RunClock)
+from pinn.training.capture import CapturedEvaluation, capture_refusal
 
 
 class Trainer:
@@ -79,6 +80,15 @@ class Trainer:
         self.probe: Optional[DivergenceProbe] = None
         if self.bn.has_bn and cfg.log.divergence_every > 0:
             self.probe = DivergenceProbe(cfg, model, pde, logger)
+        self.captured: Optional[CapturedEvaluation] = None  # trainer.cuda_graph on CUDA
+        refusal = capture_refusal(cfg, model, self.device, self.ranks.group is not None)
+        if refusal is None:
+            self.captured = CapturedEvaluation(
+                self._loss, list(model.parameters()), batch=lambda: self.points.batch,
+                use=self.points.use_batch, key=self._capture_key, events=self.event_log,
+                step=lambda: self.step)
+        elif self.device.type == "cuda":
+            self.event_log.add(0, f"CUDA graph: not used ({refusal})")
 
     # -- the parts, as the rest of the project reads them ----------------------------------
     events = property(lambda self: self.event_log.items)
@@ -125,6 +135,9 @@ class Trainer:
             if outcome is not None:
                 return outcome
         self.clock.tick()
+        outcome = self._settle()  # the budget may end the loop between boundaries
+        if isinstance(outcome, dict):
+            return outcome
         if self.bn.calibrates_at_end():
             self.calibrate("end of training")
         if self.probe is not None:
@@ -147,10 +160,14 @@ class Trainer:
             self.resample()
         kind = "adam" if stage == "adam" else "qn"
         terms = self.clock.timed_step(kind, self.adam_step if kind == "adam" else self.qn_step)
-        if not self.guard.finite(terms, self.model):
-            message = self._recover(self.step)
-            return None if message is None else self._metrics("diverged", message=message)
+        self.guard.track(self.step, terms, self.model.parameters())
+        if self._boundary(self.step + 1):
+            outcome = self._settle()
+            if outcome is not None:
+                return None if outcome is True else outcome
         self._after_step(terms)
+        if self.ranks.group is not None and not self._agreement_step(self.step):
+            return None  # several ranks act on a stop only where they have agreed on it
         if self.stop_requested:
             self.save()
             metrics = self._metrics("interrupted", message=(
@@ -165,18 +182,49 @@ class Trainer:
                 f"{self.prune_reason}; checkpoint written to {self.paths.last_checkpoint}"))
         return None
 
-    def _after_step(self, terms: Dict[str, float]) -> None:
+    def _boundary(self, n: int) -> bool:
+        """Whether the loop reads from the device after step ``n`` (counted from 1): where it
+        logs, evaluates, measures, checkpoints, redraws, changes stage or stops, and in the
+        quasi-Newton stage (whose line searches read anyway). Between boundaries an Adam step
+        reads nothing (see :class:`pinn.training.rollback.RollbackGuard`)."""
+        tc, every = self.cfg.trainer, lambda k: bool(k) and n % k == 0
+        return (self.stage != "adam" or n >= tc.steps or n >= self.total_steps
+                or self.stop_requested is not None or every(tc.log_every)
+                or every(tc.eval_every) or every(tc.checkpoint_every)
+                or self.points.redraw_due(n)
+                or self.bn.freeze_reason(n, "adam") is not None
+                or (self.probe is not None and every(self.cfg.log.divergence_every)))
+
+    def _agreement_step(self, n: int) -> bool:
+        """Where several ranks agree on a stop (a signal, a pruned trial, the budget): after
+        each logging and evaluation step and the last one, the same steps on every rank (one
+        small all-reduce, read back)."""
+        tc = self.cfg.trainer
+        return n % tc.log_every == 0 or n % tc.eval_every == 0 or n >= self.total_steps
+
+    def _settle(self):
+        """Read the guard at a boundary: None when every step since the last one was finite;
+        True when a non-finite one was rolled back (training goes on); the run's metrics when
+        it stops there."""
+        bad = self.guard.settle()
+        if bad is None:
+            return None
+        message = self._recover(bad)
+        return True if message is None else self._metrics("diverged", message=message)
+
+    def _after_step(self, terms: Dict[str, object]) -> None:
         self.step += 1
         tc = self.cfg.trainer
         self.last_terms = terms
-        if self.learned is not None:  # every step: the coefficients are what an inverse run is for
-            self.logger.scalars({f"params/{k}": v for k, v in self.learned.as_floats().items()},
-                                self.step)
         if self.step % tc.log_every == 0 or self.step == self.total_steps:
+            terms = self.last_terms = as_floats(terms)
             # The rate of this logging window (optimizer steps only, compilation excluded),
             # one curve per stage; metrics.json keeps the whole-run average.
             kind = "adam" if self.stage == "adam" else "qn"
             rate = self.clock.window_rate(self.step)
+            if self.learned is not None:  # the coefficients an inverse run is for
+                self.logger.scalars({f"params/{k}": v
+                                     for k, v in self.learned.as_floats().items()}, self.step)
             self.logger.scalars({**{f"loss/{k}": v for k, v in terms.items()},
                                  **self.points.scalars(), **self.optimizers.scalars(self.stage),
                                  f"speed/{kind}_steps_per_s": rate}, self.step)
@@ -186,13 +234,13 @@ class Trainer:
             errors = self.evaluate()
             if self.monitor is not None:
                 values = {**{f"error/{k}": v for k, v in errors.items()},
-                          **{f"loss/{k}": v for k, v in terms.items()}}
+                          **{f"loss/{k}": v for k, v in as_floats(terms).items()}}
                 self.prune_reason = self.monitor(self.step, values)
         if self.probe is not None and self.step % self.cfg.log.divergence_every == 0:
             self.divergence()
         if self.step % tc.checkpoint_every == 0:
             self.save()
-        if self.ranks.group is not None:  # a stop seen by any rank stops every rank
+        if self.ranks.group is not None and self._agreement_step(self.step):
             self.stop_requested, self.prune_reason = self.ranks.agree(
                 self.stop_requested, self.prune_reason, self.clock.over_budget_now(),
                 self.global_batch.interior)
@@ -211,10 +259,24 @@ class Trainer:
                       attention=None if attention is None else attention.lam)
         return normal_equations(self.model, rows)
 
-    def adam_step(self) -> Dict[str, float]:
+    def _gradient(self):
+        """The loss and its gradient in ``.grad``: replayed from a CUDA graph where captured."""
+        if self.captured is not None:
+            return self.captured()
+        for p in self.model.parameters():
+            p.grad = None
+        total, terms = self._loss()
+        total.backward()
+        return total, terms
+
+    def _capture_key(self):
+        """What a captured evaluation depends on besides the parameters and points."""
+        return tuple(sorted(self.weights.items())), self.engine(self.step)
+
+    def adam_step(self) -> Dict[str, object]:
         """One Adam step on the current batch; returns the loss terms before the update."""
         self.model.train()
-        return self.optimizers.adam_step(self._loss, self.ranks)
+        return self.optimizers.adam_step(self._gradient, self.ranks)
 
     def qn_step(self) -> Dict[str, float]:
         """One quasi-Newton iteration (``optim.qn``) on the current batch."""
@@ -223,7 +285,8 @@ class Trainer:
             self.points.hold_causal()  # one objective per line search: weights held
         self.model.train()
         terms, stop = self.optimizers.qn_step(self.step, self._loss, self.ranks,
-                                              system=self._normal_equations)
+                                              system=self._normal_equations,
+                                              gradient=self._gradient)
         if stop is not None:
             self.stop_reason = stop
         return terms
@@ -300,7 +363,7 @@ class Trainer:
         return {"model": self.model.state_dict(), **self.optimizers.state_dict(),
                 **self.points.state_dict(), "step": self.step, "stage": self.stage,
                 **self.bn.state_dict(), **self.event_log.state_dict(),
-                **self.clock.state_dict(), "last_terms": dict(self.last_terms),
+                **self.clock.state_dict(), "last_terms": as_floats(self.last_terms),
                 **self.guard.state_dict(), **self.engine.state_dict()}
 
     def load_training_state(self, state: Dict[str, object]) -> None:
@@ -352,6 +415,9 @@ class Trainer:
         roll back to the last completed step, let the lowest surviving rank write its
         checkpoint, and end the run with status ``failed`` and one line naming the rank."""
         lost, what = self.ranks.lost(error, self.step, self.model, self.points)
+        if self.guard.settle() is not None:  # a non-finite step since the last boundary
+            self.optimizers.qn = None
+            self.load_training_state(self.guard.good_state())
         if distributed.is_writer():
             self._write_checkpoint()
         message = f"{what}; the checkpoint of step {self.step} is {self.paths.last_checkpoint}"
@@ -384,7 +450,7 @@ class Trainer:
             metrics["message"] = message
         if self.stop_reason:
             metrics["stopped_early"] = self.stop_reason
-        metrics.update({f"loss/{k}": v for k, v in self.last_terms.items()})
+        metrics.update({f"loss/{k}": v for k, v in as_floats(self.last_terms).items()})
         if self.learned is not None:
             metrics.update({f"params/{k}": v for k, v in self.learned.as_floats().items()})
             metrics.update({f"params/{k}/rel_error": v

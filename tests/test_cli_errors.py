@@ -61,7 +61,7 @@ def test_each_mistake_is_one_line_naming_key_value_and_what_is_allowed(overrides
     [], ["pde=heat", "pde.params.kappa=0.1"], ["+pde.params.extra=1"], ["seed=1,2,3"],
     ["experiment=precise", "pde=wave"], ["hydra.run.dir=/tmp/x", "model.width=8"],
     ["optim.lr=1e-3,3e-3", "model.depth=range(2,5)"],
-    ["pde=taylor_green", "+pde.conditions.top.p=0"]])  # a key added to the problem chosen
+    ["pde=kovasznay", "+pde.conditions.top.p=0"]])  # a key added to the problem chosen
 def test_valid_command_lines_pass(overrides):
     check_overrides("train", overrides)
 

@@ -187,6 +187,23 @@ def test_trained_on_cuda_resumes_and_loads_on_cpu(tmp_path):
     assert cpu.fit()["status"] == "completed"
 
 
+@needs_cuda
+def test_trained_on_cpu_resumes_on_cuda(tmp_path):
+    cpu = build_trainer(compose_cfg([*TINY, "device=cpu", "precision=float64"]),
+                        RunPaths(tmp_path))
+    assert cpu.fit()["device"] == "cpu"
+    ckpt = load_checkpoint(RunPaths(tmp_path).last_checkpoint)
+    gpu = build_trainer(compose_cfg([*TINY, "device=cuda", "trainer.steps=8",
+                                     "precision=float64"]), RunPaths(tmp_path),
+                        resume_step=ckpt.step)
+    gpu.load_training_state(ckpt.extra["training"])
+    assert all(p.device.type == "cuda" for p in gpu.model.parameters())
+    saved = ckpt.extra["training"]["model"]
+    assert all(torch.equal(v.cpu(), saved[k]) for k, v in gpu.model.state_dict().items())
+    metrics = gpu.fit()
+    assert metrics["status"] == "completed" and metrics["device"].startswith("cuda")
+
+
 # -- the benchmark ------------------------------------------------------------------------
 
 def test_bench_runs_on_the_cpu_and_records_the_device(tmp_path, capsys):

@@ -252,7 +252,7 @@ def test_learned_coefficients_are_logged_saved_and_loaded(tmp_path, heat_file):
     ea = EventAccumulator(str(run_dir / "tensorboard"))
     ea.Reload()
     steps = [e.step for e in ea.Scalars("params/kappa")]
-    assert steps == list(range(1, 26))  # every step, both stages
+    assert steps == [5, 10, 15, 20, 25]  # at each logging step, both stages
     assert ea.Scalars("params/kappa")[-1].value == pytest.approx(metrics["params/kappa"],
                                                                  rel=1e-6)
     assert "loss/data" in ea.Tags()["scalars"]

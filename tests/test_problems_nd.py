@@ -379,7 +379,7 @@ def test_third_and_fourth_order_problems_train_with_the_taylor_engine_as_with_au
                            "pde.t_max=0.05",  # a short reference solve
                            f"derivatives.engine={engine}"])
         trainer = build_trainer(cfg, RunPaths(tmp_path / engine), device=torch.device("cpu"))
-        history[engine] = [trainer.adam_step()["total"] for _ in range(3)]
+        history[engine] = [float(trainer.adam_step()["total"]) for _ in range(3)]
         assert trainer.events[0]["event"] == "derivatives engine: " + (
             "autograd" if engine == "autograd" else "taylor")
     for a, b in zip(history["auto"], history["autograd"]):

@@ -84,7 +84,9 @@ class BatchNorm(nn.Module):
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         with torch.no_grad():
             self.num_batches_tracked += 1
-            f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            f = self.momentum
+            if f is None:  # the cumulative average: 1/n, computed where n lives (no host read)
+                f = (1.0 / self.num_batches_tracked.double()).to(self.running_mean.dtype)
             self.running_mean.lerp_(mean.detach(), f)
             self.running_var.lerp_(var.detach(), f)
             self.calibrated.zero_()

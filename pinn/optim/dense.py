@@ -117,16 +117,16 @@ def update_inverse_hessian(H: torch.Tensor, s: torch.Tensor, y: torch.Tensor, g:
         the coefficients used (b, h, tau, phi), or ``{"skipped": reason}`` when the pair has
         no positive curvature (H is left unchanged; the caller resets it).
     """
-    sy = float(torch.dot(s, y))
+    Hy = torch.mv(H, y)  # (n,)
+    # The three products in one host read.
+    sy, yHy, sg = torch.stack([torch.dot(s, y), torch.dot(y, Hy), torch.dot(s, g)]).tolist()
     if not (math.isfinite(sy) and sy > 0):
         return {"skipped": f"curvature y's = {sy:.3e} is not positive"}
     rho = 1.0 / sy
-    Hy = torch.mv(H, y)  # (n,)
-    yHy = float(torch.dot(y, Hy))
     if not (math.isfinite(yHy) and yHy > 0):
         return {"skipped": f"y'Hy = {yHy:.3e} is not positive (H lost definiteness)"}
     h = yHy * rho
-    b = -step * float(torch.dot(s, g)) * rho
+    b = -step * sg * rho
     if not (math.isfinite(b) and b > 0):
         return {"skipped": f"s'Bs / y's = {b:.3e} is not positive"}
     c = update_coefficients(method, b, h, H.shape[0])
@@ -242,11 +242,19 @@ class DenseQuasiNewton(torch.optim.Optimizer):
         Python float holds a float64 exactly; torch.tensor(float) would round to float32)."""
         return torch.tensor(value, dtype=torch.float64)
 
-    def _evaluate(self, closure: Callable[[], torch.Tensor]):
+    def _evaluate(self, closure: Callable[[], torch.Tensor],
+                  direction: Optional[torch.Tensor] = None):
+        """The loss and flat gradient; with ``direction``, also the derivative along it: the
+        numbers in one host read."""
         with torch.enable_grad():
             loss = closure()
         self._state["evaluations"] += 1
-        return float(loss), self._flat_grad()
+        g = self._flat_grad()
+        if direction is None:
+            return float(loss), g
+        f, slope = torch.stack([loss.detach().double(),
+                                torch.dot(g, direction).double()]).tolist()
+        return f, g, slope
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]) -> Optional[torch.Tensor]:  # type: ignore[override]
@@ -261,12 +269,13 @@ class DenseQuasiNewton(torch.optim.Optimizer):
         if state["f"] is None:
             state["f"], state["g"] = self._evaluate(closure)
         f, g = state["f"], state["g"]
-        if not math.isfinite(f) or not bool(torch.isfinite(g).all()):
-            self.last["failed"] = "non-finite loss or gradient at the current point"
-            return self._loss_tensor(f)
         H = state["H"]
         d = -torch.mv(H, g)  # (n,)
-        d0 = float(torch.dot(g, d))
+        finite, d0 = torch.stack([torch.isfinite(g).all().to(g.dtype),
+                                  torch.dot(g, d)]).tolist()  # one host read
+        if not math.isfinite(f) or not finite:
+            self.last["failed"] = "non-finite loss or gradient at the current point"
+            return self._loss_tensor(f)
         if not d0 < 0:
             self.reset_hessian()  # H lost definiteness: steepest descent this time
             self.last["reset"] = f"not a descent direction (g'd = {d0:.3e})"
@@ -287,9 +296,9 @@ class DenseQuasiNewton(torch.optim.Optimizer):
 
         def phi(alpha: float):
             self._set_params(x + alpha * d)
-            fa, ga = self._evaluate(closure)
+            fa, ga, slope = self._evaluate(closure, d)
             last_g["g"] = ga
-            return fa, float(torch.dot(ga, d))
+            return fa, slope
 
         result = strong_wolfe(phi, f, d0, step=step0, c1=group["c1"], c2=group["c2"],
                               max_evaluations=group["max_evaluations"])

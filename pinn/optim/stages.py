@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from pinn.device import as_floats
 from pinn.optim.dense import METHODS, DenseQuasiNewton, dense_size_error
 from pinn.optim.gauss_newton import LevenbergMarquardt
 
@@ -22,7 +23,8 @@ Evaluate = Callable[[], Tuple[torch.Tensor, Dict[str, torch.Tensor]]]
 
 
 def _values(total: torch.Tensor, terms: Dict[str, torch.Tensor]) -> Dict[str, float]:
-    return {"total": total.item(), **{k: v.item() for k, v in terms.items()}}
+    """The loss terms as numbers: one host read."""
+    return as_floats({"total": total, **terms})
 
 
 class LBFGSStage:
@@ -170,7 +172,8 @@ class DenseStage:
         def closure():
             self.optimizer.zero_grad(set_to_none=True)
             total, terms = evaluate()
-            evaluations.append(_values(total, terms))
+            # Kept on the device: only the terms the iteration reports are read (once).
+            evaluations.append((total.detach(), {k: v.detach() for k, v in terms.items()}))
             return total
 
         start = self._terms
@@ -184,8 +187,8 @@ class DenseStage:
                 last["stalled"] = last["failed"]
             # Parameters are back at the start point: its terms are known, from this step's
             # first evaluation or from the previous step.
-            return start if start is not None else evaluations[0]
-        self._terms = evaluations[-1]
+            return start if start is not None else _values(*evaluations[0])
+        self._terms = _values(*evaluations[-1])
         return self._terms
 
     def state_dict(self) -> dict:

@@ -104,7 +104,7 @@ class LearnedParameters(nn.Module):
         return out
 
     def as_floats(self) -> Dict[str, float]:
-        """The coefficients as numbers, in one transfer from the device (called every step)."""
+        """The coefficients as numbers, in one transfer from the device (called at logging steps)."""
         with torch.no_grad():
             values = self.values()
             return dict(zip(values, torch.stack(list(values.values())).tolist()))

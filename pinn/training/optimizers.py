@@ -24,6 +24,9 @@ from pinn.training.ranks import Ranks
 
 # The loss on the current points: () -> (total, {term: value}), scalar tensors.
 Loss = Callable[[], Tuple[torch.Tensor, Dict[str, torch.Tensor]]]
+# The same with its gradient left in the parameters' .grad (eager, or a replayed CUDA graph:
+# pinn.training.capture).
+Evaluation = Loss
 
 
 def make_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -68,31 +71,20 @@ class Optimizers:
         self.stall_iterations, self.stall_rtol = tc.stall_iterations, tc.stall_rtol
         self.stall: Optional[tuple] = None  # (step, loss) where the stall window began
 
-    def adam_step(self, loss: Loss, ranks: Ranks) -> Dict[str, float]:
-        """One Adam step on ``loss()`` (the total and its terms); returns the terms before the
-        update (on several ranks, their global values)."""
-        self.adam.zero_grad(set_to_none=True)
-        total, terms = loss()
-        total.backward()
+    def adam_step(self, evaluate: Evaluation, ranks: Ranks) -> Dict[str, torch.Tensor]:
+        """One Adam step on ``evaluate()`` (the total and its terms, the gradient in ``.grad``);
+        returns the terms before the update as 0-d tensors (on several ranks, their global values), read by nobody here: on
+        a GPU the step queues without waiting for the device. A non-finite loss or gradient
+        makes the parameters non-finite; the trainer's guard finds that at its next boundary
+        and rolls the step back (:class:`pinn.training.rollback.RollbackGuard`)."""
+        total, terms = evaluate()
         ranks.reduce_gradients(self.params)
-        # One device-to-host transfer per step (each .item() or bool() on a GPU tensor waits
-        # for the device): the loss terms and whether every gradient is finite, together.
-        grads = [p.grad for p in self.params if p.grad is not None]
-        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else None
         names = ["total", *terms]
-        stacked = [total.detach(), *(v.detach() for v in terms.values())]
-        if finite is not None:
-            stacked.append(finite.to(total.dtype))
-        # Several ranks: the terms are contributions, summed to the global means; the
-        # gradients are already the same on every rank, so is the finite flag (summed too).
-        numbers = distributed.all_sum(torch.stack(stacked)).tolist()
-        values = dict(zip(names, numbers))
-        grads_finite = finite is None or numbers[-1] == float(ranks.world)
-        if not grads_finite:
-            values["grad_norm"] = float("nan")
-        if math.isfinite(values["total"]) and grads_finite:  # never step on a poisoned gradient
-            self.adam.step()
-            self.scheduler.step()
+        stacked = torch.stack([total.detach(), *(v.detach() for v in terms.values())])
+        # Several ranks: the terms are contributions, summed to the global means.
+        values = dict(zip(names, distributed.all_sum(stacked).unbind()))
+        self.adam.step()
+        self.scheduler.step()
         return values
 
     def start_qn(self, step: int) -> None:
@@ -100,19 +92,24 @@ class Optimizers:
         self.events.add(step, f"quasi-Newton stage: {self.qn.name}")
 
     def qn_step(self, step: int, loss: Loss, ranks: Ranks,
-                system: Optional[System] = None) -> Tuple[Dict[str, float], Optional[str]]:
+                system: Optional[System] = None, gradient: Optional[Evaluation] = None
+                ) -> Tuple[Dict[str, float], Optional[str]]:
         """One iteration of the quasi-Newton stage on ``loss()``: its terms, and why training
         stops here (the loss stalled, or the line search cannot progress) or None.
         ``system``: the Gauss-Newton normal equations (A, g, R'R) of this rank's points, for
-        ``optim.qn=lm``."""
+        ``optim.qn=lm``; ``gradient``: the loss with its gradient in ``.grad`` (default:
+        ``loss()`` and ``backward()``)."""
         if isinstance(self.qn, LevenbergMarquardt):
             return self._lm_step(step, loss, ranks, system)
 
         def evaluate():
             # On several ranks the global loss and gradient, the same on every rank, so that
             # every rank's line search takes the same decisions.
-            total, terms = loss()
-            total.backward()
+            if gradient is not None:
+                total, terms = gradient()
+            else:
+                total, terms = loss()
+                total.backward()
             if ranks.group is None:
                 return total, terms
             ranks.reduce_gradients(self.params)

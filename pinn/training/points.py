@@ -108,6 +108,11 @@ class PointSets:
                 getattr(self.model, "output_transform", None), "imposes_dirichlet", False)))
         self.shares["data"] = self.data_share
 
+    def use_batch(self, batch: Batch) -> None:
+        """Evaluate on ``batch`` (the same points in other memory: a CUDA graph's buffers,
+        :mod:`pinn.training.capture`); one process only."""
+        self.batch = batch
+
     def terms(self, step: int) -> Dict[str, torch.Tensor]:
         """The loss terms of the network on this rank's points (:func:`pinn.losses.loss_terms`)."""
         return loss_terms(self.model, self.pde, self.batch, engine=self.engine(step),

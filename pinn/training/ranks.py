@@ -1,8 +1,9 @@
 """This process's part in a run of several ranks (``torchrun``; :mod:`pinn.distributed`):
-gradients summed over the ranks, stop decisions agreed after every step, and a lost rank.
+gradients summed over the ranks, stop decisions agreed at each logging and evaluation step
+(:meth:`pinn.trainer.Trainer._agreement_step`), and a lost rank.
 
 A signal, a pruned trial or the time budget seen by any rank stops every rank after the same
-step. When a collective fails (a rank died, or did not answer within
+step, the next step where they agree. When a collective fails (a rank died, or did not answer within
 ``distributed.timeout_s``), the step in flight is undone from a snapshot taken before it and
 the survivors count each other, so that the lowest of them writes the checkpoint. On one
 process every method here does nothing. Nothing here is part of a checkpoint.
