@@ -218,6 +218,42 @@ def test_bench_runs_on_the_cpu_and_records_the_device(tmp_path, capsys):
     assert all(e["median_ms"] > 0 for e in engines.values())
 
 
+def test_bench_times_a_case_on_other_points(tmp_path):
+    from pinn.bench import main, with_points
+    from pinn.bench_cases import CASES
+    case, _, (x, t) = with_points(CASES["b"], 300)
+    assert case.n_points == 300 and x.shape == (300, 1) and t.shape == (300, 1)
+    assert -1 <= float(x.min()) and float(x.max()) <= 1 and 0 <= float(t.min())
+    out = tmp_path / "bench.json"
+    assert main(["--cases", "b", "--points", "300", "--reps", "2", "--warmup", "1",
+                 "--engines", "plain,taylor", "--device", "cpu", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["cases"][0]["points"] == 300
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--engines", "plain,taylor+graph", "--device", "cpu"],
+     "error: --engines taylor+graph captures the step in a CUDA graph: it needs --device cuda"),
+    (["--points", "0"], "error: --points=0 is not allowed: a number of points >= 1"),
+])
+def test_bench_refuses_graphs_off_cuda_and_no_points(capsys, args, expected):
+    from pinn.bench import main
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(expected)
+
+
+@needs_cuda
+def test_bench_captured_steps_on_cuda(tmp_path):
+    from pinn.bench import main
+    out = tmp_path / "bench.json"
+    assert main(["--cases", "b", "--reps", "3", "--warmup", "1", "--device", "cuda",
+                 "--engines", "plain,plain+graph,taylor+graph", "--json", str(out)]) == 0
+    engines = json.loads(out.read_text())["cases"][0]["engines"]
+    assert set(engines) == {"plain", "plain+graph", "taylor+graph"}
+
+
 def test_bench_refuses_an_unknown_device(capsys):
     from pinn.bench import main
     with pytest.raises(SystemExit) as e:
