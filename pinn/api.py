@@ -11,6 +11,7 @@ from torch import nn
 from pinn.checkpoint import load_checkpoint
 from pinn.config import load_saved_config
 from pinn.device import resolve_device
+from pinn.marching import WindowedModel, read_manifest, window_config
 from pinn.nn import build_model, set_bn_mode
 from pinn.paths import RunPaths
 from pinn.pdes import build_pde
@@ -34,6 +35,14 @@ def load_run(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu"
         DeviceError: ``device`` is not valid or not present.
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device, key="device")
+    windows = read_manifest(Path(run_dir))
+    if windows is not None:  # a marching run: the piecewise network of its windows
+        edges, folders = windows
+        loaded = [load_run(Path(run_dir) / f, dev) for f in folders]
+        first = loaded[0][1]  # the run's config with the whole interval and its windows
+        cfg = window_config(first, edges[0], edges[-1], first.trainer.max_minutes,
+                            windows=len(folders))
+        return WindowedModel([m for m, _ in loaded], edges).eval(), cfg
     paths = RunPaths(Path(run_dir))
     ckpt = load_checkpoint(paths.last_checkpoint)
     # The checkpoint carries the resolved config; merging onto the schema restores its types.

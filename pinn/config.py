@@ -280,6 +280,10 @@ class TrainerConfig:
         max_rollbacks: rollbacks before the run stops
         rollback_lr_factor: learning-rate factor at each rollback
         debug_nan_at: fault injection for tests: the loss of this step becomes NaN (once)
+        time_windows: time marching: the time interval split into this many equal windows,
+            one network each, trained in turn, each starting from the last one's parameters
+            with its prediction at the window's start as initial condition (pinn/marching.py);
+            1 none
         cuda_graph: on a CUDA device, the loss-and-gradient evaluation captured in a CUDA
             graph and replayed (pinn/training/capture.py says where it is not); false
             evaluates eagerly; no effect on the CPU
@@ -301,6 +305,7 @@ class TrainerConfig:
     rollback_lr_factor: float = 0.5
     debug_nan_at: Optional[int] = None
     cuda_graph: bool = True
+    time_windows: int = 1
 
 
 class Balance(str, Enum):

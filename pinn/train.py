@@ -31,11 +31,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pinn import distributed
-from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from pinn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, write_json
+from pinn.evaluation import EvalGrid
 from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR, TrainConfig, choice, load_saved_config, register_configs
 from pinn.data import Observations, load_observations
 from pinn.device import configure_tf32, resolve_device
+from pinn.marching import march, windows_refusal
 from pinn.precision import device_note
 from pinn.logs import RunLogger, flat_hparams
 from pinn.nn import build_model
@@ -43,6 +45,7 @@ from pinn.optim.gauss_newton import lm_config_error
 from pinn.optim.stages import check_quasi_newton
 from pinn.paths import RunPaths, adopt_resumed_folder, remove_run_dir
 from pinn.pdes import build_pde
+from pinn.pdes.problem import PDE
 from pinn.pdes.options import check_run_options
 from pinn.sweep.trial import TrialReporter, reporter_from_hydra
 from pinn.trainer import Trainer
@@ -59,13 +62,21 @@ def format_summary(metrics: dict, paths: RunPaths) -> str:
                                   "stopped_early", "status", "steps"))
              and not (k.startswith("divergence/") and "max_abs" in k)]
     lines = [f"run folder: {paths.root}", f"  {'status':<28} {run_status(metrics)}"]
+    shown = [k for k in shown if k not in ("windows", "error_by_time")]
+    for w in metrics.get("windows", []):  # a marching run (pinn.marching)
+        errors = ", ".join(f"{k.split('/')[-1]} {v:.3e}" for k, v in w.items()
+                           if k.startswith("error/l2_rel/"))
+        lines.append(f"  window {w['window']} t in [{w['t'][0]:g}, {w['t'][1]:g}]: "
+                     f"{w['status']}, {w.get('steps', 0)} steps{', ' + errors if errors else ''}"
+                     f" ({w['folder']})")
     for k in shown:
         v = metrics[k]
         lines.append(f"  {k:<28} {v:.4e}" if isinstance(v, float) else f"  {k:<28} {v}")
     for event in metrics.get("events", []):
         lines.append(f"  event at step {event['step']}: {event['event']}")
     lines.append(f"metrics: {paths.metrics}")
-    lines.append(f"TensorBoard: tensorboard --logdir {paths.tensorboard}")
+    logdir = paths.root if metrics.get("windows") else paths.tensorboard  # one run per window
+    lines.append(f"TensorBoard: tensorboard --logdir {logdir}")
     return "\n".join(lines)
 
 
@@ -83,16 +94,19 @@ def run_status(metrics: dict) -> str:
 
 def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] = None,
                   device: Optional[torch.device] = None,
-                  data: Optional[Observations] = None) -> Trainer:
+                  data: Optional[Observations] = None, pde: Optional[PDE] = None,
+                  model: Optional[torch.nn.Module] = None,
+                  grid: Optional[EvalGrid] = None) -> Trainer:
     """Problem, network, logger and trainer of one run, writing into ``paths``; the network
     on ``device`` (default: as ``cfg.device`` resolves); ``data``: the observations of
-    ``cfg.data.file`` (read here when not given)."""
+    ``cfg.data.file`` (read here when not given). ``pde``, ``model`` and ``grid`` are built
+    from ``cfg`` unless given (a window of a marching run, :mod:`pinn.marching`)."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.device) if device is None else device
     configure_tf32(device, cfg.tf32)
-    pde = build_pde(cfg.pde)
-    model = build_model(cfg, pde).to(device)
+    pde = build_pde(cfg.pde) if pde is None else pde
+    model = (build_model(cfg, pde) if model is None else model).to(device)
     if data is None:
         data = load_observations(cfg.data, pde)
     writer = distributed.is_writer()  # several ranks: rank 0 alone writes the run folder
@@ -100,7 +114,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, resume_step: Optional[int] =
                        progress=cfg.trainer.progress and writer,
                        total_steps=cfg.trainer.steps + cfg.trainer.qn_steps,
                        purge_step=resume_step)
-    return Trainer(cfg, model, pde, paths, logger, data=data)
+    return Trainer(cfg, model, pde, paths, logger, grid=grid, data=data)
 
 
 # Keys that fix the network (its shape, precision and BN mode): a checkpoint fits only a
@@ -198,11 +212,14 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
 def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
         device: Optional[torch.device] = None, reporter: Optional[TrialReporter] = None,
-        data: Optional[Observations] = None) -> dict:
+        data: Optional[Observations] = None, **parts) -> dict:
     """Train one run into ``paths`` (continuing ``resume`` if given); returns its metrics.
-    ``reporter``: a search's trial, told the objective at each evaluation (it may prune)."""
+    ``reporter``: a search's trial, told the objective at each evaluation (it may prune);
+    ``parts``: ``pde``, ``model``, ``grid`` (see :func:`build_trainer`)."""
+    if int(cfg.trainer.get("time_windows", 1)) > 1:
+        return run_marching(cfg, paths, device)
     trainer = build_trainer(cfg, paths, resume_step=resume.step if resume else None,
-                            device=device, data=data)
+                            device=device, data=data, **parts)
     trainer.monitor = reporter
     if resume is not None:
         trainer.load_training_state(resume.extra["training"])
@@ -221,6 +238,22 @@ def run(cfg: DictConfig, paths: RunPaths, resume: Optional[Checkpoint] = None,
     # Ticked in TensorBoard: the command-line keys and the problem, at least five columns.
     shown = max(5, list(view).index("pde.name") + 1)
     trainer.logger.finish(view, metrics, summary=format_summary(metrics, paths), shown=shown)
+    return metrics
+
+
+def run_marching(cfg: DictConfig, paths: RunPaths, device: Optional[torch.device]) -> dict:
+    """A run of ``trainer.time_windows`` windows (:mod:`pinn.marching`): each an ordinary run in
+    its sub-folder; the whole run's metrics.json in ``paths``."""
+    device = resolve_device(cfg.device) if device is None else device
+
+    def window(wcfg, wpaths, pde, model, grid):
+        wpaths.root.mkdir(parents=True, exist_ok=True)
+        return run(wcfg, wpaths, device=device, pde=pde, model=model, grid=grid)
+
+    metrics = march(cfg, paths, window, build_pde, build_model, device)
+    write_json(metrics, paths.metrics)
+    if paths.checkpoints.is_dir() and not any(paths.checkpoints.iterdir()):
+        paths.checkpoints.rmdir()  # the windows hold the checkpoints
     return metrics
 
 
@@ -302,6 +335,9 @@ def main(cfg: DictConfig) -> dict:
                   else resolve_device(cfg.device))
         pde = build_pde(cfg.pde)
         check_run_options(cfg, pde)
+        marching = windows_refusal(cfg, pde, bool(ranks))
+        if marching:
+            raise ConfigError(marching)
         data = load_observations(cfg.data, pde)  # every refusal here, before any training
         if cfg.trial is not None:
             reporter = reporter_from_hydra(cfg.trial, pde)
@@ -371,7 +407,10 @@ def main(cfg: DictConfig) -> dict:
     print(format_summary(metrics, paths))
     if status != "completed":
         print(metrics.get("message", status), file=sys.stderr)
-        if status == "interrupted":
+        if status == "interrupted" and metrics.get("windows"):
+            print("a marching run cannot be resumed yet (trainer.time_windows); its finished "
+                  f"windows are in {paths.root}", file=sys.stderr)
+        elif status == "interrupted":
             print(f"resume with: python -m pinn.train trainer.resume={paths.root} "
                   "(plus the overrides of the original command)", file=sys.stderr)
         # In a sweep a failed job is reported in its metrics.json; the other jobs go on.

@@ -71,6 +71,8 @@ def validate(cfg: DictConfig) -> None:
     _require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads,
              "null or an integer >= 1")
     _require(t.max_rollbacks >= 0, "trainer.max_rollbacks", t.max_rollbacks, "an integer >= 0")
+    _require(t.get("time_windows", 1) >= 1, "trainer.time_windows", t.get("time_windows"),
+             "an integer >= 1 (1: one network for the whole time interval)")
     _require(0 < t.rollback_lr_factor < 1, "trainer.rollback_lr_factor", t.rollback_lr_factor,
              "a number in (0, 1)")
     _require(math.isfinite(o.lr) and o.lr > 0, "optim.lr", o.lr, "a finite number > 0")
