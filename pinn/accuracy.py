@@ -133,7 +133,8 @@ ND_BUDGETS = {"poisson2d": 3.0, "poisson3d": 5.0, "helmholtz2d": 5.0, "kovasznay
 
 
 ND_RECIPES = {"poisson3d": "poisson3d_precise", "kdv": "kdv_precise",
-              "kuramoto_sivashinsky": "kuramoto_sivashinsky_precise"}
+              "kuramoto_sivashinsky": "kuramoto_sivashinsky_precise",
+              "taylor_green": "taylor_green_precise"}
 # Kuramoto-Sivashinsky again on jaxpi's short horizon, where its published figure was measured:
 # the ablation table of examples/ks_chaotic/README.md, whose configs set time_fraction = 0.1.
 KS_SHORT_PUBLISHED = ("1.42e-4", "jaxpi, t in [0, 0.1]: one window, 100k Adam steps, 4 x 256 "

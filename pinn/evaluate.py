@@ -6,6 +6,8 @@ error over (x, t); slices at a few times), and the same figures into the run's T
 """
 from __future__ import annotations
 
+import json
+
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from pinn.api import load_run
+from pinn.marching import read_manifest
 from pinn.checkpoint import CheckpointError, load_checkpoint, write_json
 from pinn.cli import check_command_line, quiet_closed_pipe
 from pinn.config import CONFIG_DIR
@@ -92,7 +95,10 @@ def evaluate_run(run_dir: Path, nx: Optional[int] = None, nt: Optional[int] = No
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(paths.tensorboard))
-    step = load_checkpoint(paths.last_checkpoint).step
+    if read_manifest(paths.root) is not None:  # a marching run: its windows' steps together
+        step = int(json.loads(paths.metrics.read_text()).get("steps", 0))
+    else:
+        step = load_checkpoint(paths.last_checkpoint).step
     figures = []
     for k, name in enumerate(pde.outputs):
         ref = None if grid.reference is None else grid.reference[..., k]

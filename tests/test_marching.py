@@ -98,6 +98,10 @@ def test_a_marching_run_trains_its_windows_in_turn(tmp_path):
     grid = make_eval_grid(full, cfg.pde)
     again = grid_errors(predict_grid(model, grid), grid, full)
     assert again["l2_rel/u"] == pytest.approx(saved["error/l2_rel/u"], rel=1e-12)
+    from pinn.evaluate import evaluate_run  # pinn.evaluate reads a marching run too
+    evaluated = evaluate_run(tmp_path, tensorboard=False)
+    assert evaluated["error/l2_rel/u"] == pytest.approx(saved["error/l2_rel/u"], rel=1e-12)
+    assert (tmp_path / "evaluation.json").exists()
     # The second window learned from the first: its initial value is the first's prediction.
     first, _ = pinn.load_run(tmp_path / "window_0")
     second, wcfg = pinn.load_run(tmp_path / "window_1")
