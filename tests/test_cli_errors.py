@@ -28,7 +28,8 @@ CASES = [
                             "burgers_bn, burgers_inverse, convection_precise, cylinder_precise, "
                             "heat_inverse, heat_quick, kdv_precise, "
                             "kuramoto_sivashinsky_precise, nls_precise, poisson3d_precise, "
-                            "precise, raissi_burgers, reaction_precise, wave_precise (did you "
+                            "precise, raissi_burgers, reaction_precise, taylor_green_precise, "
+                            "wave_precise (did you "
                             "mean precise?)"),
     (["optim.qn=ssbroydn"], "optim.qn='ssbroydn' is not allowed: one of lbfgs, bfgs, ssbfgs, "
                             "ssbroyden, lm (did you mean ssbroyden?)"),
