@@ -37,6 +37,7 @@ from torch import nn
 from pinn.evaluation import EvalGrid, grid_errors, make_eval_grid, predict_grid
 from pinn.paths import RunPaths
 from pinn.pdes.problem import PDE
+from pinn.reference.metrics import relative_l2
 
 MANIFEST = "windows.json"
 
@@ -256,13 +257,13 @@ def march(cfg: DictConfig, paths: RunPaths, run_window, build_pde, build_model,
 
 
 def error_by_time(pred: np.ndarray, grid: EvalGrid, pde: PDE) -> List[List[float]]:
-    """[t, relative L2 of the first output at that time] for each grid time."""
+    """[t, relative L2 of the first output at that time] for each grid time (inside the
+    region where the problem has one)."""
     out = []
     for j, t in enumerate(grid.coords[-1]):
-        p, r = pred[j][..., 0], grid.reference[j][..., 0]
-        denom = float(np.sqrt(np.nansum(r * r)))
-        err = float(np.sqrt(np.nansum((p - r) ** 2))) / denom if denom > 0 else float("nan")
-        out.append([float(t), err])
+        inside = Ellipsis if grid.mask is None else grid.mask[j]
+        out.append([float(t), relative_l2(pred[j][..., 0][inside],
+                                          grid.reference[j][..., 0][inside])])
     return out
 
 

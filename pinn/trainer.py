@@ -32,7 +32,7 @@ from pinn.pdes.problem import PDE
 from pinn.residual_vector import blocks, normal_equations
 from pinn.training import (BNSchedule, DivergenceProbe, EngineChoice, EventLog, Optimizers,
                            PointSets, Ranks, RollbackGuard, RunClock)
-from pinn.training.capture import CapturedEvaluation, capture_refusal
+from pinn.training.capture import CapturedEvaluation, capture_refusal, evaluate_eagerly
 
 
 class Trainer:
@@ -263,11 +263,7 @@ class Trainer:
         """The loss and its gradient in ``.grad``: replayed from a CUDA graph where captured."""
         if self.captured is not None:
             return self.captured()
-        for p in self.model.parameters():
-            p.grad = None
-        total, terms = self._loss()
-        total.backward()
-        return total, terms
+        return evaluate_eagerly(self._loss, self.model.parameters())
 
     def _capture_key(self):
         """What a captured evaluation depends on besides the parameters and points."""

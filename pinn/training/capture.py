@@ -41,6 +41,15 @@ Terms = Tuple[torch.Tensor, Dict[str, torch.Tensor]]
 WARMUP = 2
 
 
+def evaluate_eagerly(loss: Callable[[], Terms], params) -> Terms:
+    """``loss()`` and its gradient in the ``.grad`` of ``params`` (set afresh)."""
+    for p in params:
+        p.grad = None
+    total, terms = loss()
+    total.backward()
+    return total, terms
+
+
 def capture_refusal(cfg: DictConfig, model: nn.Module, device: torch.device,
                     distributed: bool) -> Optional[str]:
     """Why this run's evaluation is not captured, or None when it is."""
@@ -93,11 +102,7 @@ class CapturedEvaluation:
 
     # -- eager ------------------------------------------------------------------------------
     def eager(self) -> Terms:
-        for p in self.params:
-            p.grad = None
-        total, terms = self.loss()
-        total.backward()
-        return total, terms
+        return evaluate_eagerly(self.loss, self.params)
 
     # -- captured ---------------------------------------------------------------------------
     def __call__(self) -> Terms:
@@ -198,4 +203,4 @@ def _copy(batch):
     return type(batch)(**fields)
 
 
-__all__ = ["CapturedEvaluation", "WARMUP", "capture_refusal"]
+__all__ = ["CapturedEvaluation", "WARMUP", "capture_refusal", "evaluate_eagerly"]
